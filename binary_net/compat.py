@@ -1,0 +1,157 @@
+"""Make Theano 1.0.5 and Lasagne 0.1 run on Python 3.11 with numpy >= 1.24.
+
+This is the only module that knows those two libraries needed repairs. It imports
+nothing but the standard library at module level, so that the start-up hook
+installed by ``binary_net_compat.pth`` costs nothing until Theano or Lasagne is
+actually imported.
+
+The repairs, each applied at most once and never overriding a user's choice:
+
+* numpy >= 1.24 removed the aliases ``np.bool``, ``np.int``, ... that Theano's C
+  code generator still uses; they are put back as the builtins they named.
+* Theano probes a BLAS at import unless ``blas.ldflags`` is configured; with
+  numpy's bundled OpenBLAS that probe fails, so ``blas.ldflags=`` (use numpy's
+  ``dot``) is added to ``THEANO_FLAGS`` unless the user configured it in
+  ``THEANO_FLAGS`` or a ``.theanorc`` file.
+* Lasagne 0.1 imports ``theano.tensor.signal.downsample``, which Theano 1.0
+  renamed ``pool``; a small module with the old ``max_pool_2d`` is provided.
+* Lasagne 0.1 reads its version through ``pkg_resources``, which setuptools
+  >= 81 no longer ships; a one-function stand-in is provided only if missing.
+"""
+import configparser
+import importlib.abc
+import logging
+import os
+import sys
+import types
+import warnings
+
+_ALIASES = {'bool': bool, 'int': int, 'float': float, 'complex': complex,
+            'object': object, 'str': str}
+_applied = set()
+
+
+def patch_numpy():
+    """Restore the builtin-type aliases removed from numpy 1.24."""
+    if 'numpy' in _applied:
+        return
+    import numpy
+    for name, builtin in _ALIASES.items():
+        if name not in numpy.__dict__:
+            setattr(numpy, name, builtin)
+    _applied.add('numpy')
+
+
+# Defaults added to THEANO_FLAGS only where the user configured nothing.
+THEANO_DEFAULTS = (('blas', 'ldflags', ''), ('floatX', None, 'float32'))
+
+
+def _rc_files():
+    spec = os.environ.get('THEANORC', '~/.theanorc' + os.pathsep + '~/.theanorc.txt')
+    return [os.path.expanduser(p) for p in spec.split(os.pathsep) if p]
+
+
+def _user_configured(section, option):
+    """True if the user set ``section.option`` in THEANO_FLAGS or a .theanorc."""
+    name = section if option is None else section + '.' + option
+    flags = os.environ.get('THEANO_FLAGS', '')
+    if any(f.split('=')[0].strip() == name for f in flags.split(',')):
+        return True
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(_rc_files())
+    except configparser.Error:
+        return False
+    if option is None:
+        return parser.has_option('global', section)
+    return parser.has_option(section, option)
+
+
+def configure_theano_flags():
+    """Add ``blas.ldflags=`` and ``floatX=float32`` unless the user set them.
+
+    Must run before Theano is first imported; it never overwrites a flag or a
+    compile directory that the user chose.
+    """
+    if 'flags' in _applied:
+        return
+    # Theano warns at import that it uses numpy's BLAS; that is the
+    # configuration chosen here, not a problem the user has to act on.
+    logging.getLogger('theano.tensor.blas').setLevel(logging.ERROR)
+    if 'theano' not in sys.modules:
+        added = ['%s=%s' % (s if o is None else s + '.' + o, v)
+                 for s, o, v in THEANO_DEFAULTS if not _user_configured(s, o)]
+        flags = [f for f in [os.environ.get('THEANO_FLAGS', '')] + added if f]
+        os.environ['THEANO_FLAGS'] = ','.join(flags)
+    _applied.add('flags')
+
+
+def _max_pool_2d(input, ds, ignore_border=None, st=None, padding=(0, 0), mode='max'):
+    from theano.tensor.signal.pool import pool_2d
+    return pool_2d(input, ws=ds, ignore_border=ignore_border, stride=st,
+                   pad=padding, mode=mode)
+
+
+def patch_theano():
+    """Import Theano with working flags and provide its old ``downsample`` module."""
+    if 'theano' in _applied:
+        return
+    patch_numpy()
+    configure_theano_flags()
+    import theano.tensor.signal
+    if 'theano.tensor.signal.downsample' not in sys.modules:
+        downsample = types.ModuleType('theano.tensor.signal.downsample')
+        downsample.__doc__ = 'Theano 0.7 name of pool_2d, for Lasagne 0.1.'
+        downsample.max_pool_2d = _max_pool_2d
+        sys.modules[downsample.__name__] = downsample
+        theano.tensor.signal.downsample = downsample
+    _applied.add('theano')
+
+
+def patch_pkg_resources():
+    """Provide ``pkg_resources.get_distribution`` if setuptools no longer does."""
+    if 'pkg_resources' in _applied:
+        return
+    try:
+        with warnings.catch_warnings():  # setuptools 67-80 warn it is deprecated
+            warnings.simplefilter('ignore')
+            import pkg_resources  # noqa: F401
+    except ImportError:
+        from importlib import metadata
+        stand_in = types.ModuleType('pkg_resources')
+        stand_in.__doc__ = 'Stand-in for the part of pkg_resources Lasagne 0.1 uses.'
+        stand_in.get_distribution = lambda name: types.SimpleNamespace(
+            project_name=name, version=metadata.version(name))
+        sys.modules['pkg_resources'] = stand_in
+    _applied.add('pkg_resources')
+
+
+def apply():
+    """Apply every repair; safe to call any number of times."""
+    patch_theano()
+    patch_pkg_resources()
+
+
+class _PatchBeforeImport(importlib.abc.MetaPathFinder):
+    """Runs :func:`apply` the first time ``theano`` or ``lasagne`` is imported."""
+
+    _busy = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in ('theano', 'lasagne') and not _PatchBeforeImport._busy:
+            _PatchBeforeImport._busy = True
+            try:
+                if fullname == 'theano':
+                    patch_numpy()
+                    configure_theano_flags()
+                else:
+                    apply()
+            finally:
+                _PatchBeforeImport._busy = False
+        return None
+
+
+def install_import_hook():
+    """Register the hook (called from ``binary_net_compat.pth`` at start-up)."""
+    if not any(isinstance(f, _PatchBeforeImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchBeforeImport())

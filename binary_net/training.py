@@ -1,0 +1,399 @@
+"""Training loop for XNOR networks: schedule, checkpoints, resume, curves.
+
+One :class:`Trainer` compiles the Theano functions of a network once and runs
+epochs. Everything random is derived from the seed and the epoch number (the
+shuffling order, the dropout masks), so a run resumed from the checkpoint of
+epoch ``k`` continues exactly as the uninterrupted run would have.
+
+Files written next to ``model_out`` (``mnist.npz`` say), all atomically:
+
+* ``mnist.npz``: the model with the best validation error so far;
+* ``mnist.ckpt.npz``: the state after the last finished epoch (parameters,
+  optimizer state, history), for ``--resume``;
+* ``mnist.png``: the training curves.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import theano
+import theano.tensor as T
+import lasagne
+from lasagne.layers import DropoutLayer
+
+from . import datasets, modelfile, networks, objectives, updates
+
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(Exception):
+    """Training cannot go on (a NaN loss, a checkpoint that does not fit)."""
+
+
+def learning_rate_schedule(lr_start, lr_end, epochs):
+    """Per-epoch learning rates decaying exponentially from lr_start towards lr_end.
+
+    As in BinaryNet: the rate is multiplied by ``(lr_end / lr_start) ** (1 / epochs)``
+    after each epoch.
+
+    Returns
+    -------
+    numpy float64 array of length ``epochs``.
+    """
+    decay = (lr_end / lr_start) ** (1.0 / epochs)
+    return lr_start * decay ** np.arange(epochs)
+
+
+def companion_paths(model_out):
+    """(checkpoint, curve PNG) paths that belong to a model path."""
+    stem = model_out[:-4] if model_out.endswith('.npz') else model_out
+    return stem + '.ckpt.npz', stem + '.png'
+
+
+def _targets_for(loss, labels, num_classes):
+    if loss == 'squared_hinge':
+        return datasets.hinge_targets(labels, num_classes)
+    return labels.astype(np.int32)
+
+
+class Trainer:
+    """Compiles a network's training and evaluation functions once.
+
+    Parameters
+    ----------
+    spec : dict
+        Network description (:mod:`binary_net.networks`).
+    seed : int
+        Seeds the initial weights, the shuffling and the dropout masks.
+    """
+
+    def __init__(self, spec, seed=0):
+        self.spec = spec
+        self.seed = seed
+        self.loss_name = spec['loss']
+        lasagne.random.set_rng(np.random.RandomState(seed))
+        inputs = T.tensor4('inputs')
+        targets = T.matrix('targets') if self.loss_name == 'squared_hinge' else T.ivector('targets')
+        self.network = networks.build(spec, inputs)
+        self.num_classes = lasagne.layers.get_output_shape(self.network)[1]
+        self.learning_rate = theano.shared(np.float32(0), name='learning_rate')
+
+        train_out = lasagne.layers.get_output(self.network, deterministic=False)
+        train_loss = self._loss(train_out, targets)
+        self.updates = updates.binary_updates(train_loss, self.network,
+                                              learning_rate=self.learning_rate)
+        self.params = lasagne.layers.get_all_params(self.network)
+        # Optimizer state (Adam's moments and step counters): everything updated
+        # that is not a network parameter. Saved in checkpoints for exact resume.
+        self.optimizer_state = [v for v in self.updates if v not in set(self.params)]
+        self._train = theano.function([inputs, targets], train_loss, updates=self.updates)
+
+        test_out = lasagne.layers.get_output(self.network, deterministic=True)
+        errors = T.sum(T.neq(T.argmax(test_out, axis=1),
+                             T.argmax(targets, axis=1) if targets.ndim == 2 else targets))
+        self._evaluate = theano.function([inputs, targets],
+                                         [self._loss(test_out, targets), errors])
+
+    def _loss(self, predictions, targets):
+        if self.loss_name == 'squared_hinge':
+            return objectives.squared_hinge_loss(predictions, targets)
+        if self.loss_name == 'cross_entropy':
+            return T.mean(T.nnet.categorical_crossentropy(predictions, targets))
+        raise ValueError('unknown loss %r' % self.loss_name)
+
+    # -- state ---------------------------------------------------------------
+    def param_values(self):
+        return [p.get_value() for p in self.params]
+
+    def set_param_values(self, values, path='model'):
+        modelfile.check_shapes(values, self.params, path)
+        for p, v in zip(self.params, values):
+            p.set_value(np.asarray(v, dtype=p.dtype))
+
+    def _reseed_for_epoch(self, epoch):
+        """Derive shuffling and dropout randomness from (seed, epoch) alone."""
+        for layer in lasagne.layers.get_all_layers(self.network):
+            if isinstance(layer, DropoutLayer):
+                layer._srng.seed(int(np.random.RandomState([self.seed, epoch, 1])
+                                     .randint(1, 2 ** 30)))
+        return np.random.RandomState([self.seed, epoch, 0])
+
+    # -- one epoch -------------------------------------------------------------
+    def train_epoch(self, X, y, epoch, batch_size, learning_rate, progress=None):
+        """Run one shuffled epoch; returns the mean training loss.
+
+        Raises
+        ------
+        TrainingError
+            If the loss becomes NaN or infinite; the parameters are then those
+            of the failing step, so the caller must not save them.
+        """
+        self.learning_rate.set_value(np.float32(learning_rate))
+        order = self._reseed_for_epoch(epoch).permutation(len(X))
+        targets = _targets_for(self.loss_name, y, self.num_classes)
+        num_batches = len(X) // batch_size
+        if num_batches == 0:
+            raise TrainingError('batch size %d is larger than the %d training images'
+                                % (batch_size, len(X)))
+        total = 0.0
+        bar = _progress(num_batches, 'epoch %d' % (epoch + 1), progress)
+        for b in range(num_batches):
+            index = order[b * batch_size:(b + 1) * batch_size]
+            loss = float(self._train(X[index], targets[index]))
+            if not np.isfinite(loss):
+                bar.close()
+                raise TrainingError('training loss became %s at epoch %d, batch %d'
+                                    % (loss, epoch + 1, b + 1))
+            total += loss
+            bar.update(1)
+            bar.set_postfix(loss='%.4f' % (total / (b + 1)), refresh=False)
+        bar.close()
+        return total / num_batches
+
+    def evaluate(self, X, y, batch_size=500):
+        """Mean loss and error rate (in [0, 1]) of the deterministic network."""
+        targets = _targets_for(self.loss_name, y, self.num_classes)
+        loss, errors = 0.0, 0
+        for start in range(0, len(X), batch_size):
+            batch_loss, batch_errors = self._evaluate(X[start:start + batch_size],
+                                                      targets[start:start + batch_size])
+            loss += float(batch_loss) * len(X[start:start + batch_size])
+            errors += int(batch_errors)
+        return loss / len(X), errors / len(X)
+
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, path, meta):
+        arrays = {'param_%d' % i: v for i, v in enumerate(self.param_values())}
+        arrays.update({'opt_%d' % i: v.get_value() for i, v in enumerate(self.optimizer_state)})
+        meta = dict(meta, version=CHECKPOINT_VERSION, spec=self.spec)
+        arrays['meta'] = np.array(json.dumps(meta))
+        modelfile.atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    def load_checkpoint(self, path):
+        """Restore parameters and optimizer state; returns the checkpoint's metadata."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data['meta']))
+                params = [data['param_%d' % i] for i in range(len(self.params))]
+                state = [data['opt_%d' % i] for i in range(len(self.optimizer_state))]
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            raise TrainingError('cannot resume from %s: %s' % (path, str(error).splitlines()[0]))
+        if meta.get('spec') != self.spec:
+            raise TrainingError('cannot resume from %s: it was trained with another network' % path)
+        self.set_param_values(params, path)
+        for variable, value in zip(self.optimizer_state, state):
+            variable.set_value(value)
+        return meta
+
+
+def _progress(total, description, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=description, unit='batch', leave=False,
+                disable=not enabled if enabled is not None else None,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def plot_curves(history, path, title):
+    """Write the training curves (loss, validation and test error) as a PNG, atomically."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    epochs = [h['epoch'] for h in history]
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h['train_loss'] for h in history], label='train loss')
+    ax_loss.plot(epochs, [h['valid_loss'] for h in history], label='validation loss')
+    ax_loss.set_xlabel('epoch')
+    ax_loss.set_yscale('log')
+    ax_loss.legend()
+    ax_err.plot(epochs, [100 * h['valid_error'] for h in history], label='validation error')
+    tested = [h for h in history if h.get('test_error') is not None]
+    ax_err.plot([h['epoch'] for h in tested], [100 * h['test_error'] for h in tested],
+                'o', label='test error (at new best validation)')
+    ax_err.set_xlabel('epoch')
+    ax_err.set_ylabel('error (%)')
+    ax_err.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    modelfile.atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=80))
+    plt.close(fig)
+
+
+HYPERPARAMETERS = ('epochs', 'batch_size', 'lr_start', 'lr_end', 'seed', 'train_size')
+
+
+def fit(trainer, splits, model_out, epochs, batch_size, lr_start, lr_end,
+        train_size=None, resume=False, dataset='', progress=None, log=print):
+    """Train for ``epochs``, saving the best model, a checkpoint and curves each epoch.
+
+    Parameters
+    ----------
+    trainer : Trainer
+    splits : datasets.Splits
+    model_out : str
+        Path of the best model; the checkpoint and curve PNG go beside it.
+    epochs, batch_size, lr_start, lr_end : training hyperparameters
+    train_size : int or None, recorded to refuse resuming a different run
+    resume : bool
+        Continue from the checkpoint next to ``model_out``.
+    dataset : str, recorded in the model's metadata
+    progress : bool or None, show progress bars (None: only on a terminal)
+    log : callable printing one line
+
+    Returns
+    -------
+    list of dict, one per epoch: epoch, lr, train_loss, valid_loss, valid_error,
+    test_error (only where validation improved), seconds.
+    """
+    checkpoint_path, curve_path = companion_paths(model_out)
+    settings = dict(epochs=epochs, batch_size=batch_size, lr_start=lr_start,
+                    lr_end=lr_end, seed=trainer.seed, train_size=train_size)
+    history, start_epoch = [], 0
+    best = {'valid_error': np.inf}
+    if resume:
+        if not os.path.exists(checkpoint_path):
+            raise TrainingError('cannot resume: no checkpoint at %s' % checkpoint_path)
+        meta = trainer.load_checkpoint(checkpoint_path)
+        changed = [k for k in HYPERPARAMETERS if meta['settings'].get(k) != settings[k]]
+        if changed:
+            raise TrainingError('cannot resume from %s: it was started with other %s (%s)'
+                                % (checkpoint_path, ', '.join(changed),
+                                   ', '.join('%s=%s' % (k, meta['settings'][k]) for k in changed)))
+        history, best, start_epoch = meta['history'], meta['best'], meta['epoch']
+        log('Resumed from %s after epoch %d (best validation error %.2f%%)'
+            % (checkpoint_path, start_epoch, 100 * best['valid_error']))
+    rates = learning_rate_schedule(lr_start, lr_end, epochs)
+    for epoch in range(start_epoch, epochs):
+        started = time.time()
+        train_loss = trainer.train_epoch(splits.X_train, splits.y_train, epoch,
+                                         batch_size, rates[epoch], progress)
+        valid_loss, valid_error = trainer.evaluate(splits.X_valid, splits.y_valid)
+        record = dict(epoch=epoch + 1, lr=float(rates[epoch]), train_loss=train_loss,
+                      valid_loss=valid_loss, valid_error=valid_error, test_error=None)
+        if valid_error < best['valid_error']:
+            record['test_error'] = trainer.evaluate(splits.X_test, splits.y_test)[1]
+            best = dict(epoch=epoch + 1, valid_error=valid_error,
+                        test_error=record['test_error'])
+            modelfile.save_model(model_out, trainer.param_values(), trainer.spec,
+                                 extra=dict(best, dataset=dataset, settings=settings))
+        record['seconds'] = time.time() - started
+        history.append(record)
+        trainer.save_checkpoint(checkpoint_path, dict(epoch=epoch + 1, history=history,
+                                                      best=best, settings=settings))
+        plot_curves(history, curve_path, '%s: %s' % (dataset or trainer.spec['name'],
+                                                    os.path.basename(model_out)))
+        log('Epoch %d/%d  lr %.2e  train loss %.4f  valid error %.2f%%%s  %.1fs'
+            % (epoch + 1, epochs, rates[epoch], train_loss, 100 * valid_error,
+               '' if record['test_error'] is None else
+               '  test error %.2f%% (best)' % (100 * record['test_error']),
+               record['seconds']))
+    return history
+
+
+def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_out):
+    """The flags every trainer shares, with that network's defaults."""
+    parser.add_argument('--epochs', type=int, default=epochs,
+                        help='number of epochs (default: %(default)s)')
+    parser.add_argument('--batch-size', type=int, default=batch_size,
+                        help='minibatch size (default: %(default)s)')
+    parser.add_argument('--lr-start', type=float, default=lr_start,
+                        help='initial learning rate (default: %(default)s)')
+    parser.add_argument('--lr-end', type=float, default=lr_end,
+                        help='learning rate reached by exponential decay (default: %(default)s)')
+    parser.add_argument('--train-size', type=int, default=None, metavar='N',
+                        help='train on the first N training images only, for quick runs')
+    parser.add_argument('--valid-size', type=int, default=None, metavar='N',
+                        help='validation images, taken from the end of the training set '
+                             '(default: the dataset\'s)')
+    parser.add_argument('--data-path', default=None,
+                        help='dataset root in pylearn2 layout (default: $PYLEARN2_DATA_PATH, '
+                             'else ~/pylearn2_data)')
+    parser.add_argument('--model-out', default=model_out,
+                        help='where the best model is saved (default: %(default)s); the '
+                             'checkpoint and training-curve PNG are written beside it')
+    parser.add_argument('--seed', type=int, default=1234,
+                        help='seed of weights, shuffling and dropout (default: %(default)s)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the checkpoint beside --model-out')
+    parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
+
+
+def run_cli(description, spec, args, dataset, prepare_kwargs=None):
+    """Shared body of the train/*_train.py scripts: load data, fit, report.
+
+    Returns the process exit status: 0, 1 on a training error, 2 on bad
+    input, 130 when interrupted.
+    """
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        for flag in ('epochs', 'batch_size'):
+            if getattr(args, flag) < 1:
+                raise ValueError('--%s must be at least 1' % flag.replace('_', '-'))
+        splits = datasets.prepare(dataset, data_path=args.data_path,
+                                  train_size=args.train_size, valid_size=args.valid_size,
+                                  **(prepare_kwargs or {}))
+        log('%s: %d training, %d validation, %d test images; %d epochs, batch %d, seed %d'
+            % (description, len(splits.X_train), len(splits.X_valid), len(splits.X_test),
+               args.epochs, args.batch_size, args.seed))
+        started = time.time()
+        trainer = Trainer(spec, seed=args.seed)
+        log('Compiled in %.1fs' % (time.time() - started))
+        history = fit(trainer, splits, args.model_out, args.epochs, args.batch_size,
+                      args.lr_start, args.lr_end, train_size=args.train_size,
+                      resume=args.resume, dataset=dataset,
+                      progress=False if args.no_progress else None, log=log)
+    except (datasets.DatasetError, modelfile.ModelFileError, ValueError) as error:
+        print('error: %s' % error, file=sys.stderr)
+        return 2
+    except TrainingError as error:
+        print('error: %s; the best model so far and the last checkpoint are kept beside %s'
+              % (error, args.model_out), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('\ninterrupted: the best model and the checkpoint of the last finished '
+              'epoch are saved beside %s; continue with --resume' % args.model_out,
+              file=sys.stderr)
+        return 130
+    if history:
+        best = min(history, key=lambda h: h['valid_error'])
+        log('Best validation error %.2f%% at epoch %d; its test error %.2f%%; model saved to %s'
+            % (100 * best['valid_error'], best['epoch'],
+               100 * (best['test_error'] or 0), args.model_out))
+    log('Total time %.1fs' % (time.time() - started))
+    return 0
+
+
+def make_parser(description, **defaults):
+    """An argparse parser with the shared training flags."""
+    parser = argparse.ArgumentParser(description=description)
+    add_training_arguments(parser, **defaults)
+    return parser
+
+
+def conv_net_main(dataset, spec_builder, description, filters, argv=None, **defaults):
+    """Entry point shared by the CIFAR-10 and SVHN trainers (their flags are alike).
+
+    Parameters
+    ----------
+    dataset : str, 'cifar10' or 'svhn'
+    spec_builder : callable(filters=..., dense_units=...) -> spec
+    description : str, the --help text
+    filters : default filter counts of the six convolutions
+    argv : list of str or None
+    **defaults : epochs, batch_size, lr_start, lr_end, model_out
+    """
+    parser = make_parser(description, **defaults)
+    parser.add_argument('--filters', type=int, nargs=6, default=list(filters), metavar='F',
+                        help='filters of the six convolutions (default: %(default)s)')
+    parser.add_argument('--dense-units', type=int, default=1024,
+                        help='units of the two XNOR dense layers (default: %(default)s)')
+    parser.add_argument('--gcn', action='store_true',
+                        help='global contrast normalization, as pylearn2 did')
+    parser.add_argument('--zca', action='store_true',
+                        help='ZCA whitening fitted on the training split')
+    args = parser.parse_args(argv)
+    spec = spec_builder(filters=tuple(args.filters), dense_units=args.dense_units)
+    return run_cli('%s XNOR network' % dataset, spec, args, dataset,
+                   dict(gcn=args.gcn, zca=args.zca))
