@@ -37,7 +37,7 @@ def atomic_write(path, write):
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
                                suffix='.tmp', dir=directory)
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with os.fdopen(fd, 'w+b') as f:  # readable: save_model appends the zip comment
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -146,7 +146,8 @@ class Trainer:
             if not np.isfinite(loss):
                 bar.close()
                 raise TrainingError('training loss became %s at epoch %d, batch %d'
-                                    % (loss, epoch + 1, b + 1))
+                                    % ('NaN' if np.isnan(loss) else 'infinite',
+                                       epoch + 1, b + 1))
             total += loss
             bar.update(1)
             bar.set_postfix(loss='%.4f' % (total / (b + 1)), refresh=False)
