@@ -130,5 +130,8 @@ def conv_input_scale(x, box, stride, pad):
     Theano 4D tensor ``(batch, 1, out_rows, out_cols)``.
     """
     mean_abs = T.mean(abs(x), axis=1, keepdims=True)
-    return T.nnet.conv2d(mean_abs, box, border_mode=tuple(pad),
-                         subsample=tuple(stride), filter_flip=False)
+    K = T.nnet.conv2d(mean_abs, box, border_mode=tuple(pad),
+                      subsample=tuple(stride), filter_flip=False)
+    # A shared box filter is not broadcastable, so neither is K's channel axis;
+    # declare it so K broadcasts against the (batch, filters, ...) product.
+    return T.addbroadcast(K, 1)

@@ -1,0 +1,280 @@
+"""Evaluate a trained model on a test set: the one implementation of test/*_test.py.
+
+``test/mnist_test.py``, ``test/cifar10_test.py`` and ``test/svhn_test.py`` only call
+:func:`main` with their dataset's name. The model is folded into a numpy
+:class:`~binary_net.inference.FoldedNetwork` and run in float or simulated
+fixed-point arithmetic (``--mode``); see :mod:`binary_net.inference`.
+
+Model files written by :func:`binary_net.modelfile.save_model` carry their network
+description. Position-only ``.npz`` files of the original theano-xnor-net get the
+script's reference architecture (:mod:`binary_net.networks`), with the widths
+(units of dense layers, filters of convolutions) read from the arrays' shapes.
+
+Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`).
+Fixed mode calibrates its static activation ranges on the first 1000 training
+images (``--calibration-size``), in float arithmetic, before evaluating.
+
+The last line printed is ``Test error: X.XX% (N images, mode M)``. Errors print one
+line ``error: ...`` to stderr and exit with status 2.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import datasets, inference, modelfile
+
+EXIT_ERROR = 2
+CALIBRATION_SIZE = 1000
+TITLES = {'mnist': 'MNIST', 'cifar10': 'CIFAR-10', 'svhn': 'SVHN'}
+# Options each mode takes from the command line (attribute names of the parsed args);
+# a mode added to inference.MODES lists its options here.
+MODE_OPTIONS = {'float': (),
+                'fixed': ('input_bits', 'input_frac', 'param_bits', 'act_bits', 'rounding')}
+MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point'}
+FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
+                      rounding='half_even')
+# Layer types whose first array (W) gives the layer's width, and which axis holds it.
+_WIDTH_FROM_W = {'xnor_dense': ('num_units', 2, 1), 'dense': ('num_units', 2, 1),
+                 'xnor_conv': ('num_filters', 4, 0), 'conv': ('num_filters', 4, 0)}
+
+
+class EvaluationError(Exception):
+    """A problem to report as one ``error:`` line (bad arguments for this data, say)."""
+
+
+def reference_spec(dataset, values):
+    """The reference network of ``dataset`` with its widths read from position-only arrays.
+
+    Walks :func:`binary_net.networks.REFERENCE_SPECS` ``[dataset]()`` over the arrays
+    in file order; each dense layer takes its ``num_units`` from ``W.shape[1]`` and
+    each convolution its ``num_filters`` from ``W.shape[0]`` where that array has the
+    right number of dimensions. Anything else that does not fit is left for
+    :func:`binary_net.inference.fold` to report.
+
+    Parameters
+    ----------
+    dataset : {'mnist', 'cifar10', 'svhn'}
+    values : list of ndarray, in file order
+
+    Returns
+    -------
+    dict, a network description.
+    """
+    from . import networks  # imports Theano; only position-only files need it
+
+    spec = networks.REFERENCE_SPECS[dataset]()
+    position = 0
+    for entry in spec['layers']:
+        rule = _WIDTH_FROM_W.get(entry['type'])
+        if rule and position < len(values):
+            key, ndim, axis = rule
+            shape = np.shape(values[position])
+            if len(shape) == ndim:
+                entry[key] = int(shape[axis])
+        position += len(inference.PARAMS_PER_TYPE[entry['type']])
+    return spec
+
+
+def load_network(path, dataset):
+    """Load and fold a model file for ``dataset``'s test set.
+
+    Returns
+    -------
+    network : FoldedNetwork
+    description : str, one line saying what was loaded
+
+    Raises
+    ------
+    modelfile.ModelFileError, EvaluationError
+    """
+    values, spec, _ = modelfile.load_model(path)
+    source = os.path.basename(path)
+    if spec is None:
+        spec = reference_spec(dataset, values)
+        origin = 'position-only file: reference %s architecture' % dataset
+    else:
+        origin = 'network description from the file'
+    network = inference.fold(spec, values, source=source)
+    image_shape = (1, 28, 28) if dataset == 'mnist' else (3, 32, 32)
+    if network.input_shape != image_shape:
+        raise EvaluationError('%s is a %s network for inputs shaped %s, but the %s test set '
+                              'holds images shaped %s' % (source, spec.get('name', 'other'),
+                                                          network.input_shape, dataset, image_shape))
+    outputs = int(np.prod(network.output_shape()))
+    if outputs != datasets.NUM_CLASSES:
+        raise EvaluationError('%s has %d outputs, but %s has %d classes'
+                              % (source, outputs, dataset, datasets.NUM_CLASSES))
+    return network, '%s (%s network, %d arrays, %s)' % (path, spec.get('name', '?'),
+                                                       len(values), origin)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not an integer' % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be at least 1, got %d' % value)
+    return value
+
+
+def build_parser(dataset):
+    """The argument parser of ``test/<dataset>_test.py``."""
+    title = TITLES[dataset]
+    parser = argparse.ArgumentParser(
+        prog='%s_test.py' % dataset,
+        description='Evaluate a trained XNOR-Net model on the %s test set with numpy '
+                    '(no Theano needed for model files that carry their network '
+                    'description). Images are scaled to [-1, 1]. The last line printed is '
+                    '"Test error: X.XX%% (N images, mode M)".' % title,
+        epilog='Fixed mode simulates signed fixed-point inference: inputs rounded to '
+               '--input-bits with --input-frac fraction bits; parameters to --param-bits '
+               'and every op output to --act-bits, with integer bits chosen per tensor '
+               'from its range (activation ranges calibrated once on the first %d '
+               'training images); round to nearest (--rounding), then saturate. Data is '
+               'read from --data-path, else $PYLEARN2_DATA_PATH, else ~/pylearn2_data.'
+               % CALIBRATION_SIZE)
+    parser.add_argument('--model', required=True, metavar='PATH',
+                        help='model file (.npz) written by training, or a position-only '
+                             '.npz of the original theano-xnor-net')
+    parser.add_argument('--no', type=_positive_int, metavar='N',
+                        help='evaluate the first N test images (default: all)')
+    parser.add_argument('--mode', default='float', choices=sorted(inference.MODES),
+                        help='arithmetic: %s (default: %%(default)s)'
+                             % ', '.join('%s (%s)' % (mode, MODE_HELP.get(mode, 'see '
+                                                                          'binary_net.inference'))
+                                         for mode in sorted(inference.MODES)))
+    parser.add_argument('--batch-size', type=_positive_int, default=100, metavar='B',
+                        help='images per step (default: %(default)s)')
+    parser.add_argument('--data-path', metavar='DIR',
+                        help='data root (default: $PYLEARN2_DATA_PATH, else ~/pylearn2_data)')
+    fixed = parser.add_argument_group('fixed mode')
+    fixed.add_argument('--input-bits', type=_positive_int, metavar='BITS',
+                       help='bits of the network input, sign included (default: %d)'
+                            % FIXED_DEFAULTS['input_bits'])
+    fixed.add_argument('--input-frac', type=int, metavar='BITS',
+                       help='fraction bits of the network input (default: %d)'
+                            % FIXED_DEFAULTS['input_frac'])
+    fixed.add_argument('--param-bits', type=_positive_int, metavar='BITS',
+                       help='bits of each real-valued parameter (default: %d)'
+                            % FIXED_DEFAULTS['param_bits'])
+    fixed.add_argument('--act-bits', type=_positive_int, metavar='BITS',
+                       help='bits of each activation (default: %d)' % FIXED_DEFAULTS['act_bits'])
+    fixed.add_argument('--rounding', choices=inference.ROUNDINGS,
+                       help='round to nearest, ties to even or away from zero (default: %s)'
+                            % FIXED_DEFAULTS['rounding'])
+    fixed.add_argument('--calibration-size', type=_positive_int, default=CALIBRATION_SIZE,
+                       metavar='N', help='calibrate activation ranges on the first N training '
+                                         'images (default: %(default)s)')
+    return parser
+
+
+def _mode_options(parser, args):
+    """The options of args.mode; an error for options of other modes."""
+    wanted = MODE_OPTIONS.get(args.mode, ())
+    for name in sorted({n for names in MODE_OPTIONS.values() for n in names} - set(wanted)):
+        if getattr(args, name, None) is not None:
+            modes = sorted(mode for mode, names in MODE_OPTIONS.items() if name in names)
+            parser.error('--%s applies to --mode %s only, not to --mode %s'
+                         % (name.replace('_', '-'), '/'.join(modes), args.mode))
+    options = {}
+    for name in wanted:
+        value = getattr(args, name)
+        options[name] = FIXED_DEFAULTS[name] if value is None else value
+    return options
+
+
+def _describe_mode(mode, options, calibration_size):
+    if mode != 'fixed':
+        return mode
+    return ('fixed (input %d bits with %d fraction bits, parameters %d bits, activations '
+            '%d bits, round %s; activation ranges from the first %d training images)'
+            % (options['input_bits'], options['input_frac'], options['param_bits'],
+               options['act_bits'], options['rounding'].replace('_', ' '), calibration_size))
+
+
+def evaluate(network, X, y, mode='float', batch_size=100, progress=True, **options):
+    """Count the errors of ``network`` on uint8 images ``X`` with labels ``y``.
+
+    Returns
+    -------
+    int, the number of misclassified images.
+    """
+    from tqdm import tqdm
+
+    errors = 0
+    with tqdm(total=len(X), unit='img', file=sys.stderr, disable=not progress,
+              desc='%s test' % mode) as bar:
+        for start in range(0, len(X), batch_size):
+            batch = datasets.to_unit_range(X[start:start + batch_size])
+            predicted = network.predict(batch, mode, **options)
+            errors += int(np.sum(predicted != y[start:start + batch_size]))
+            bar.update(len(batch))
+    return errors
+
+
+def run(dataset, args, parser):
+    """Everything after argument parsing; raises the errors :func:`main` reports."""
+    options = _mode_options(parser, args)
+    network, description = load_network(args.model, dataset)
+    print('Model: %s' % description)
+    data = datasets.load(dataset, args.data_path)
+    X_test, y_test = data['test']
+    n = len(X_test) if args.no is None else args.no
+    if n > len(X_test):
+        raise EvaluationError('--no %d is larger than the %s test set (%d images)'
+                              % (n, dataset, len(X_test)))
+    if n == 0:
+        raise EvaluationError('the %s test set is empty' % dataset)
+    X_test, y_test = X_test[:n], y_test[:n]
+    calibration_size = 0
+    if args.mode == 'fixed':
+        X_train = data['train'][0]
+        calibration_size = min(args.calibration_size, len(X_train))
+        if calibration_size == 0:
+            raise EvaluationError('fixed mode calibrates on training images, but the %s '
+                                  'training set is empty' % dataset)
+        network.calibrate(datasets.to_unit_range(X_train[:calibration_size]))
+    del data
+    print('Mode: %s' % _describe_mode(args.mode, options, calibration_size))
+    start = time.time()
+    errors = evaluate(network, X_test, y_test, args.mode, args.batch_size, **options)
+    elapsed = time.time() - start
+    print('Accuracy: %.2f%% (%d of %d correct)' % (100.0 * (n - errors) / n, n - errors, n))
+    print('Time: %.2f s (%.3f ms per image)' % (elapsed, 1000.0 * elapsed / n))
+    print('Test error: %.2f%% (%d images, mode %s)' % (100.0 * errors / n, n, args.mode))
+
+
+def main(dataset, argv=None):
+    """Command-line entry point of ``test/<dataset>_test.py``.
+
+    Parameters
+    ----------
+    dataset : {'mnist', 'cifar10', 'svhn'}
+    argv : list of str or None
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int, the exit status: 0, or 2 after printing ``error: ...`` to stderr.
+    """
+    if dataset not in TITLES:
+        raise ValueError('no evaluation script for dataset %r' % dataset)
+    parser = build_parser(dataset)
+    args = parser.parse_args(argv)
+    try:
+        run(dataset, args, parser)
+    except (modelfile.ModelFileError, datasets.DatasetError, EvaluationError) as error:
+        print('error: %s' % error, file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, MemoryError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print('error: %s' % message, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        return 130
+    return 0

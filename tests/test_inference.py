@@ -1,0 +1,360 @@
+"""Tests for binary_net.inference: folded numpy inference against the Theano network.
+
+Theano compiles C code per graph, so each network below is compiled once (module
+fixtures) and its deterministic output reused by every test that needs it.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from binary_net import inference, networks
+from binary_net.inference import fold, quantize
+from binary_net.modelfile import ModelFileError
+
+WIDE = dict(input_bits=48, input_frac=40, param_bits=48, act_bits=48)
+
+
+def unit_images(rng, n, shape):
+    """Images as the scripts feed them: random 8-bit pixels scaled to [-1, 1]."""
+    return (rng.randint(0, 256, size=(n,) + tuple(shape)).astype(np.float32)
+            / np.float32(255.) * np.float32(2.) - np.float32(1.))
+
+
+def variants_spec():
+    """A small network exercising the options the reference networks leave out."""
+    flipped = networks.xnor_conv(6, filter_size=3, stride=2, pad=0)
+    flipped['flip_filters'] = False
+    real_input = networks.xnor_conv(5, filter_size=3, binary_input=False)
+    real_input.update(filter_size=[3, 2], pad=[1, 0])
+    layers = [networks.conv(4, nonlinearity='rectify'),
+              flipped, networks.batch_norm(),
+              real_input, networks.max_pool(),
+              networks.xnor_dense(12, bias_before_scaling=True), networks.batch_norm(),
+              networks.xnor_dense(8, binary_input=False, scale_weights=False),
+              networks.dropout(),
+              networks.dense(5, 'softmax')]
+    return networks.make_spec('variants', (None, 2, 11, 11), layers, 'cross_entropy')
+
+
+SPECS = {
+    'mnist': lambda: networks.mnist_spec(num_units=64),
+    'cifar10': lambda: networks.cifar10_spec(filters=(8, 8, 16, 16, 16, 16), dense_units=32),
+    'svhn': lambda: networks.svhn_spec(filters=(8, 8, 16, 16, 16, 16), dense_units=32),
+    'variants': variants_spec,
+}
+
+
+def random_model(spec, X, rng):
+    """Random weights in [-1, 1] and batch-norm statistics fitted to what reaches each
+    batch norm on X (then perturbed), so that every sign downstream is non-trivial."""
+    values = []
+    by_layer = {}
+    for number, kind, name, shape in inference.expected_param_shapes(spec):
+        by_layer.setdefault(number, []).append((kind, name, shape))
+    for number, arrays in sorted(by_layer.items()):
+        kind = arrays[0][0]
+        if kind == 'batch_norm':
+            prefix = dict(spec, layers=spec['layers'][:number - 1])
+            h = fold(prefix, values).predict_scores(X).astype(np.float64)
+            axes = (0, 2, 3) if h.ndim == 4 else (0,)
+            mean, std = h.mean(axis=axes), h.std(axis=axes) + 1e-3
+            size = mean.shape
+            values += [rng.uniform(-0.3, 0.3, size),                    # beta
+                       rng.uniform(0.5, 1.5, size),                     # gamma
+                       mean + 0.3 * std * rng.standard_normal(size),    # mean
+                       rng.uniform(0.7, 1.3, size) / std]               # inv_std
+            continue
+        W = None
+        for _, name, shape in arrays:
+            if name == 'W':
+                W = value = rng.uniform(-1, 1, shape).astype(np.float32)
+            elif name == 'b':
+                value = rng.uniform(-0.3, 0.3, shape)
+            elif name == 'beta_filter':
+                value = np.full(shape, 1.0 / np.prod(shape))
+            else:  # xalpha
+                value = np.abs(W).reshape(len(W), -1).mean(axis=1) if W.ndim == 4 \
+                    else np.abs(W).mean(axis=0)
+            values.append(np.asarray(value, dtype=np.float32))
+    return [np.asarray(v, dtype=np.float32) for v in values]
+
+
+def theano_scores(spec, values, X):
+    """lasagne.layers.get_output(net, deterministic=True) of the spec's Theano network."""
+    import lasagne
+    import theano
+    import theano.tensor as T
+
+    net = networks.build(spec)
+    lasagne.layers.set_all_param_values(net, values)
+    x = T.tensor4('x')
+    output = lasagne.layers.get_output(net, x, deterministic=True)
+    return theano.function([x], output)(X)
+
+
+class Case:
+    def __init__(self, key):
+        self.key = key
+        rng = np.random.RandomState(sum(map(ord, key)))
+        self.spec = SPECS[key]()
+        shape = self.spec['input_shape'][1:]
+        self.X_calib = unit_images(rng, 64, shape)
+        self.X = unit_images(rng, 48, shape)
+        self.values = random_model(self.spec, self.X_calib, rng)
+        self.net = fold(self.spec, self.values)
+        self.float_scores = self.net.predict_scores(self.X)
+
+
+@pytest.fixture(scope='module', params=sorted(SPECS))
+def case(request):
+    return Case(request.param)
+
+
+@pytest.fixture(scope='module')
+def mnist_case():
+    return Case('mnist')
+
+
+@pytest.fixture(scope='module')
+def variants_case():
+    return Case('variants')
+
+
+def agreement(a, b):
+    return np.mean(a.argmax(axis=1) == b.argmax(axis=1))
+
+
+# ---------------------------------------------------------------------------
+# Float mode against Theano
+# ---------------------------------------------------------------------------
+
+def test_float_mode_equals_theano(case):
+    expected = theano_scores(case.spec, case.values, case.X)
+    got = case.float_scores
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale)
+    # The networks are not degenerate: predictions vary between images.
+    assert len(np.unique(got.argmax(axis=1))) > 1
+
+
+def test_fold_keeps_binary_weights_and_batch_norm_apart(variants_case):
+    net = variants_case.net
+    kinds = [op.kind for op in net]
+    assert kinds == ['conv', 'rectify', 'xnor_conv', 'affine', 'xnor_conv', 'max_pool',
+                     'xnor_dense', 'affine', 'xnor_dense', 'dense', 'softmax']
+    values = variants_case.values
+    flipped = net[2]
+    assert flipped.W_sign.dtype == np.int8
+    np.testing.assert_array_equal(flipped.W_sign, np.where(values[2] >= 0, 1, -1))
+    np.testing.assert_allclose(flipped.params['alpha'],
+                               np.abs(values[2]).reshape(6, -1).mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(flipped.params['alpha'], values[5], rtol=1e-6)  # == xalpha
+    true_conv = net[4]  # flip_filters=True: stored flipped, for cross-correlation
+    np.testing.assert_array_equal(true_conv.W_sign, np.where(values[10] >= 0, 1, -1)[:, :, ::-1, ::-1])
+    beta, gamma, mean, inv_std = (v.astype(np.float64) for v in values[6:10])
+    np.testing.assert_allclose(net[3].params['scale'], gamma * inv_std)
+    np.testing.assert_allclose(net[3].params['offset'], beta - mean * gamma * inv_std)
+
+
+def test_im2col_conv_equals_direct_loops():
+    rng = np.random.RandomState(3)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 2))
+    stride, pad = (2, 1), (1, 2)
+    got = inference.conv2d(x, w, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (2, 2)))
+    expected = np.zeros(got.shape)
+    for i in range(got.shape[2]):
+        for j in range(got.shape[3]):
+            window = xp[:, :, i * 2:i * 2 + 3, j:j + 2]
+            expected[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3]))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    old = inference.IM2COL_MAX_ELEMENTS
+    inference.IM2COL_MAX_ELEMENTS = 10  # one sample per chunk
+    try:
+        np.testing.assert_array_equal(inference.conv2d(x, w, stride, pad), got)
+    finally:
+        inference.IM2COL_MAX_ELEMENTS = old
+
+
+# ---------------------------------------------------------------------------
+# Fixed mode
+# ---------------------------------------------------------------------------
+
+def test_wide_fixed_point_equals_float(case):
+    case.net.calibrate(case.X)  # no activation of X can saturate
+    scores = case.net.predict_scores(case.X, mode='fixed', **WIDE)
+    assert scores.dtype == np.float64
+    np.testing.assert_array_equal(scores.argmax(axis=1), case.float_scores.argmax(axis=1))
+    np.testing.assert_allclose(scores, case.float_scores, rtol=1e-4,
+                               atol=1e-5 * np.abs(case.float_scores).max())
+
+
+# Random binary networks are chaotic: each XNOR layer multiplies the number of
+# flipped signs, so after five XNOR convolutions even a 1/512 change of the
+# input changes most predictions of the random CIFAR-10 and SVHN networks. Their
+# predictions are therefore compared only where errors have not compounded:
+# at the first XNOR layer. The MLPs keep their predictions.
+STABLE = ('mnist', 'variants')
+
+
+def first_xnor_output(net, outputs):
+    return next(out for op, out in zip(net, outputs) if op.kind.startswith('xnor'))
+
+
+def test_default_fixed_point_is_close_to_float(case):
+    case.net.calibrate(case.X_calib)
+    exact, fixed = case.net.trace(case.X), case.net.trace(case.X, mode='fixed')
+    first, fixed_first = exact[0], fixed[0]
+    assert np.abs(fixed_first - first).max() <= 0.02 * np.abs(first).max()
+    assert np.mean(np.sign(first_xnor_output(case.net, exact))
+                   == np.sign(first_xnor_output(case.net, fixed))) >= 0.98
+    if case.key in STABLE:
+        assert agreement(fixed[-1], case.float_scores) >= 0.9
+
+
+def test_8bit_parameters_differ_from_float_but_stay_close(case):
+    case.net.calibrate(case.X_calib)
+    exact, fixed = case.net.trace(case.X), case.net.trace(case.X, mode='fixed', param_bits=8)
+    scale = np.abs(case.float_scores).max()
+    assert np.abs(fixed[-1] - case.float_scores).max() > 1e-3 * scale
+    assert np.mean(np.sign(first_xnor_output(case.net, exact))
+                   == np.sign(first_xnor_output(case.net, fixed))) >= 0.95
+    if case.key in STABLE:
+        assert agreement(fixed[-1], case.float_scores) >= 0.8
+
+
+def test_fixed_mode_is_static_and_independent_of_batches(mnist_case):
+    net = mnist_case.net
+    with pytest.raises(RuntimeError, match='calibrate'):
+        fold(mnist_case.spec, mnist_case.values).predict(mnist_case.X, mode='fixed')
+    net.calibrate(mnist_case.X_calib)
+    ranges = net.calibration['ranges']
+    assert net.calibration['size'] == 64 and len(ranges) == len(net)
+    assert 'K' in ranges[0] and ranges[0]['out'] > 0
+    whole = net.predict_scores(mnist_case.X, mode='fixed')
+    np.testing.assert_array_equal(net.predict_scores(mnist_case.X, mode='fixed', batch_size=5), whole)
+    np.testing.assert_array_equal(net.predict_scores(mnist_case.X[:7], mode='fixed'), whole[:7])
+    np.testing.assert_array_equal(net.predict(mnist_case.X, mode='fixed'), whole.argmax(axis=1))
+    net.calibrate(mnist_case.X_calib, batch_size=9)  # calibration does not depend on batches
+    assert net.calibration['ranges'] == ranges
+    # every op output lies on its 16-bit grid
+    formats = net.fixed_point_formats()
+    assert formats[0]['K'][0] == 16 and formats[0]['params']['alpha'][0] == 16
+    out_bits, out_frac = formats[-1]['out']
+    codes = np.ldexp(whole, out_frac)
+    np.testing.assert_array_equal(codes, np.round(codes))
+    assert np.abs(codes).max() <= 2 ** (out_bits - 1)
+
+
+def test_quantize_rounds_and_saturates():
+    ties = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.25, 0.75])
+    np.testing.assert_array_equal(quantize(ties, 8, 0, 'half_even'), [0, 2, 2, -0, -2, -2, 0, 1])
+    np.testing.assert_array_equal(quantize(ties, 8, 0, 'half_away'), [1, 2, 3, -1, -2, -3, 0, 1])
+    np.testing.assert_array_equal(quantize([1.0, -1.0, 0.3, -3.0], 8, 7),
+                                  [127 / 128, -1.0, 38 / 128, -1.0])
+    np.testing.assert_array_equal(quantize([0.126], 4, 3), [0.125])
+    np.testing.assert_array_equal(quantize([1000.0, -1000.0], 8, -2), [508.0, -512.0])
+    with pytest.raises(ValueError, match='rounding'):
+        quantize([1.0], 8, 7, 'up')
+    assert inference.fixed_format(1.0, 16) == (1, 14)
+    assert inference.fixed_format(0.99, 16) == (0, 15)
+    assert inference.fixed_format(0.3, 16) == (-1, 16)
+    assert inference.fixed_format(5.0, 8) == (3, 4)
+    assert inference.fixed_format(0.0, 8) == (0, 7)
+
+
+def test_rounding_modes_differ_on_ties(variants_case):
+    net = variants_case.net
+    net.calibrate(variants_case.X_calib)
+    rng = np.random.RandomState(5)
+    # odd multiples of 1/256 lie exactly between two 8-bit inputs with 7 fraction bits
+    X = ((2 * rng.randint(-128, 128, size=(16, 2, 11, 11)) + 1) / 256.).astype(np.float32)
+    even = net.predict_scores(X, mode='fixed', rounding='half_even')
+    away = net.predict_scores(X, mode='fixed', rounding='half_away')
+    assert not np.array_equal(even, away)
+    assert agreement(even, away) >= 0.6
+
+
+def test_unknown_modes_and_options_are_rejected(mnist_case):
+    net = mnist_case.net
+    with pytest.raises(ValueError, match="unknown inference mode 'bogus'.*fixed, float"):
+        net.predict(mnist_case.X, mode='bogus')
+    with pytest.raises(ValueError, match="mode 'float' does not take the options input_bits"):
+        net.predict(mnist_case.X, input_bits=8)
+    net.calibrate(mnist_case.X_calib)
+    with pytest.raises(ValueError, match='rounding'):
+        net.predict(mnist_case.X, mode='fixed', rounding='down')
+    with pytest.raises(ValueError, match='param_bits'):
+        net.predict(mnist_case.X, mode='fixed', param_bits=1)
+    with pytest.raises(ValueError, match='float images'):
+        net.predict(np.zeros((2, 1, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match=r'\(N,\) \+ \(1, 28, 28\)'):
+        net.predict(np.zeros((2, 3, 32, 32), np.float32))
+
+
+def test_new_modes_plug_in(mnist_case):
+    class GenericProbe(inference.FloatContext):
+        mode = 'probe'
+
+    class StrictProbe(inference.FloatContext):
+        mode = 'strict_probe'
+        generic = False
+
+    inference.register_mode('probe', GenericProbe)
+    inference.register_mode('strict_probe', StrictProbe)
+    inference.XnorDense.forward_strict_probe = lambda self, x, ctx: self.forward(x, ctx)
+    try:
+        X = mnist_case.X[:4]
+        np.testing.assert_array_equal(mnist_case.net.predict_scores(X, mode='probe'),
+                                      mnist_case.float_scores[:4])
+        with pytest.raises(ValueError, match="affine op does not support mode 'strict_probe'"):
+            mnist_case.net.predict_scores(X, mode='strict_probe')
+    finally:
+        del inference.MODES['probe'], inference.MODES['strict_probe']
+        del inference.XnorDense.forward_strict_probe
+
+
+# ---------------------------------------------------------------------------
+# Validation and deployment
+# ---------------------------------------------------------------------------
+
+def test_arrays_that_do_not_fit_are_named():
+    spec = networks.mnist_spec(num_units=64)
+    rng = np.random.RandomState(1)
+    good = [rng.uniform(-1, 1, shape).astype(np.float32)
+            for *_, shape in inference.expected_param_shapes(spec)]
+    fold(spec, good)
+    bad = list(good)
+    bad[0] = np.zeros((784, 32), np.float32)
+    bad[4] = np.zeros((32,), np.float32)
+    with pytest.raises(ModelFileError) as error:
+        fold(spec, bad, source='m.npz')
+    message = str(error.value)
+    assert '\n' not in message
+    assert message.startswith('m.npz does not fit the mnist network: ')
+    assert 'arr_0 has shape (784, 32) but xnor_dense layer 1 needs (784, 64) for W' in message
+    assert 'arr_4 has shape (32,) but batch_norm layer 2 needs (64,) for gamma' in message
+    assert 'arr_1 ' not in message
+
+    with pytest.raises(ModelFileError, match='holds 22 arrays but the mnist network needs 23$'):
+        fold(spec, good[:22])
+    cifar = networks.cifar10_spec(filters=(8, 8, 16, 16, 16, 16), dense_units=32)
+    with pytest.raises(ModelFileError) as error:
+        fold(cifar, good)
+    assert str(error.value).startswith('model holds 23 arrays but the cifar10 network needs 62; '
+                                       'first misfits: arr_0 has shape (784, 64) but conv layer 1 '
+                                       'needs (8, 3, 3, 3) for W')
+    with pytest.raises(ModelFileError, match="layer 2 has unknown type 'bogus'"):
+        fold(dict(spec, layers=[spec['layers'][0], {'type': 'bogus'}]), good)
+
+
+def test_inference_imports_neither_theano_nor_lasagne():
+    code = ('import sys, binary_net.inference; '
+            'bad = [m for m in sys.modules if m.split(".")[0] in ("theano", "lasagne")]; '
+            'sys.exit(bool(bad))')
+    assert subprocess.run([sys.executable, '-c', code]).returncode == 0
