@@ -99,6 +99,10 @@ def patch_theano():
     patch_numpy()
     configure_theano_flags()
     import theano.tensor.signal
+    # Lasagne 0.1's Conv2DLayer passes conv2d the keyword Theano 1.0 renamed;
+    # Theano accepts it and warns on every layer, which tells users nothing.
+    warnings.filterwarnings('ignore', message='The `image_shape` keyword argument',
+                            category=UserWarning)
     if 'theano.tensor.signal.downsample' not in sys.modules:
         downsample = types.ModuleType('theano.tensor.signal.downsample')
         downsample.__doc__ = 'Theano 0.7 name of pool_2d, for Lasagne 0.1.'
