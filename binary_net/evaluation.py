@@ -3,7 +3,10 @@
 ``test/mnist_test.py``, ``test/cifar10_test.py`` and ``test/svhn_test.py`` only call
 :func:`main` with their dataset's name. The model is folded into a numpy
 :class:`~binary_net.inference.FoldedNetwork` and run in float or simulated
-fixed-point arithmetic (``--mode``); see :mod:`binary_net.inference`.
+fixed-point arithmetic or on the bit-packed XNOR kernels (``--mode``); see
+:mod:`binary_net.inference` and :mod:`binary_net.xnor`. Packed model files
+(:func:`binary_net.modelfile.save_packed`) are recognized by their content and
+evaluated in every mode.
 
 Model files written by :func:`binary_net.modelfile.save_model` carry their network
 description. Position-only ``.npz`` files of the original theano-xnor-net get the
@@ -24,16 +27,18 @@ import time
 
 import numpy as np
 
-from . import datasets, inference, modelfile
+from . import datasets, inference, integer, kernels, modelfile  # integer: mode 'int'
 
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000
 TITLES = {'mnist': 'MNIST', 'cifar10': 'CIFAR-10', 'svhn': 'SVHN'}
 # Options each mode takes from the command line (attribute names of the parsed args);
 # a mode added to inference.MODES lists its options here.
-MODE_OPTIONS = {'float': (),
+MODE_OPTIONS = {'float': (), 'xnor': (),
                 'fixed': ('input_bits', 'input_frac', 'param_bits', 'act_bits', 'rounding')}
-MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point'}
+MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point',
+             'xnor': 'bit-packed XNOR-popcount kernels, scores identical to float',
+             'int': 'true integer arithmetic, bit-exact with the C export'}
 FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
                       rounding='half_even')
 # Layer types whose first array (W) gives the layer's width, and which axis holds it.
@@ -90,14 +95,21 @@ def load_network(path, dataset):
     ------
     modelfile.ModelFileError, EvaluationError
     """
-    values, spec, _ = modelfile.load_model(path)
     source = os.path.basename(path)
-    if spec is None:
-        spec = reference_spec(dataset, values)
-        origin = 'position-only file: reference %s architecture' % dataset
+    if modelfile.is_packed(path):
+        network, spec, _ = modelfile.load_packed(path)
+        spec = spec or {'name': network.name}
+        origin = 'packed file: binary weights at 1 bit'
+        count = '%d ops' % len(network)
     else:
-        origin = 'network description from the file'
-    network = inference.fold(spec, values, source=source)
+        values, spec, _ = modelfile.load_model(path)
+        if spec is None:
+            spec = reference_spec(dataset, values)
+            origin = 'position-only file: reference %s architecture' % dataset
+        else:
+            origin = 'network description from the file'
+        network = inference.fold(spec, values, source=source)
+        count = '%d arrays' % len(values)
     image_shape = (1, 28, 28) if dataset == 'mnist' else (3, 32, 32)
     if network.input_shape != image_shape:
         raise EvaluationError('%s is a %s network for inputs shaped %s, but the %s test set '
@@ -107,8 +119,7 @@ def load_network(path, dataset):
     if outputs != datasets.NUM_CLASSES:
         raise EvaluationError('%s has %d outputs, but %s has %d classes'
                               % (source, outputs, dataset, datasets.NUM_CLASSES))
-    return network, '%s (%s network, %d arrays, %s)' % (path, spec.get('name', '?'),
-                                                       len(values), origin)
+    return network, '%s (%s network, %s, %s)' % (path, spec.get('name', '?'), count, origin)
 
 
 def _positive_int(text):
@@ -138,8 +149,9 @@ def build_parser(dataset):
                'read from --data-path, else $PYLEARN2_DATA_PATH, else ~/pylearn2_data.'
                % CALIBRATION_SIZE)
     parser.add_argument('--model', required=True, metavar='PATH',
-                        help='model file (.npz) written by training, or a position-only '
-                             '.npz of the original theano-xnor-net')
+                        help='model file (.npz) written by training, a packed model file '
+                             '(python -m binary_net pack), or a position-only .npz of the '
+                             'original theano-xnor-net')
     parser.add_argument('--no', type=_positive_int, metavar='N',
                         help='evaluate the first N test images (default: all)')
     parser.add_argument('--mode', default='float', choices=sorted(inference.MODES),
@@ -188,6 +200,10 @@ def _mode_options(parser, args):
 
 
 def _describe_mode(mode, options, calibration_size):
+    if mode == 'int':
+        return ('int (int8 Q0.7 input, int16 parameters and activations, int64 '
+                'accumulators, round half up and saturate; activation ranges from the '
+                'first %d training images)' % calibration_size)
     if mode != 'fixed':
         return mode
     return ('fixed (input %d bits with %d fraction bits, parameters %d bits, activations '
@@ -231,12 +247,12 @@ def run(dataset, args, parser):
         raise EvaluationError('the %s test set is empty' % dataset)
     X_test, y_test = X_test[:n], y_test[:n]
     calibration_size = 0
-    if args.mode == 'fixed':
+    if args.mode in ('fixed', 'int'):
         X_train = data['train'][0]
         calibration_size = min(args.calibration_size, len(X_train))
         if calibration_size == 0:
-            raise EvaluationError('fixed mode calibrates on training images, but the %s '
-                                  'training set is empty' % dataset)
+            raise EvaluationError('%s mode calibrates on training images, but the %s '
+                                  'training set is empty' % (args.mode, dataset))
         network.calibrate(datasets.to_unit_range(X_train[:calibration_size]))
     del data
     print('Mode: %s' % _describe_mode(args.mode, options, calibration_size))
@@ -267,7 +283,8 @@ def main(dataset, argv=None):
     args = parser.parse_args(argv)
     try:
         run(dataset, args, parser)
-    except (modelfile.ModelFileError, datasets.DatasetError, EvaluationError) as error:
+    except (modelfile.ModelFileError, datasets.DatasetError, EvaluationError,
+            kernels.KernelBuildError) as error:
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:

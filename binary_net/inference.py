@@ -73,6 +73,9 @@ Modes
     ``[-2**(bits-1), 2**(bits-1) - 1]`` (see :func:`quantize`). The final softmax,
     if any, is monotonic and outside the fixed-point datapath: it is computed in
     float64 from the quantized logits and its output is not quantized.
+``mode='xnor'``
+    Float mode with the binary products of the XNOR ops computed by bit-packed
+    XNOR-popcount kernels (:mod:`binary_net.xnor`): bit-identical scores.
 
 Adding a mode
 -------------
@@ -670,10 +673,16 @@ class MaxPool(Op):
         self.pool_size = tuple(pool_size)
 
     def forward(self, x, ctx):
-        n, c, h, w = x.shape
+        # The elementwise maximum of the ph * pw strided window positions: the same
+        # values as a max over reshaped windows, several times faster in numpy.
         ph, pw = self.pool_size
-        ho, wo = h // ph, w // pw
-        return x[:, :, :ho * ph, :wo * pw].reshape(n, c, ho, ph, wo, pw).max(axis=(3, 5))
+        ho, wo = x.shape[2] // ph, x.shape[3] // pw
+        out = None
+        for i in range(ph):
+            for j in range(pw):
+                tap = x[:, :, i:ho * ph:ph, j:wo * pw:pw]
+                out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+        return out
 
     def describe(self):
         return 'max_pool %dx%d' % self.pool_size
@@ -1086,3 +1095,9 @@ def fold(spec, param_values, source='model'):
                 raise ModelFileError('bad network description: %s layer %d has unknown '
                                      'nonlinearity %r' % (kind, number, nonlinearity))
     return FoldedNetwork(ops, input_shape, name=spec.get('name'))
+
+
+# Modes defined in their own modules register themselves when imported; this one is
+# imported here so that mode='xnor' is always available (binary_net.xnor).
+from . import xnor as _xnor  # noqa: E402,F401
+from . import integer as _integer  # noqa: E402,F401  (mode='int', binary_net.integer)

@@ -1,0 +1,291 @@
+"""Benchmark: whole networks in xnor mode against float mode, side by side.
+
+    python bench/bench_networks.py [--threads 1 16] [--repeat N] [--clock wall|cpu]
+                                   [--mnist-batch B] [--cifar-batch B]
+                                   [--mnist-model PATH] [--networks mnist4096 ...]
+
+Networks (folded with binary_net.inference.fold, run with FoldedNetwork.predict_scores):
+
+* ``mnist4096``: the reference MNIST MLP (3 XNOR dense layers of 4096 units), random weights;
+* ``mnist-model``: a trained MNIST model file (``--mnist-model``; the shipped 1024-unit
+  model by default, skipped when absent);
+* ``cifar10``: the reference CIFAR-10 network (5 XNOR convolutions, 2 XNOR dense
+  layers), random weights, a small batch.
+
+For each network the same batch of random images in [-1, 1] is run in float mode
+and in xnor mode, alternately (float, xnor, float, ...) after one warm-up of each
+(the xnor warm-up packs the weights, once; that time is reported apart), and the
+medians are compared, in images/s and as a ratio. The xnor scores are checked to be
+bit-identical to the float scores.
+
+Then a breakdown, from separately instrumented runs: the median time of every op
+kind in both modes and, inside the XNOR ops of xnor mode, the time of packing the
+activations, of the XNOR-popcount kernel, and of the rest (K, the scaling by K and
+alpha, the bias, conversions).
+
+Each thread count runs in its own subprocess with OPENBLAS_NUM_THREADS /
+OMP_NUM_THREADS / MKL_NUM_THREADS set (numpy's BLAS) and
+``binary_net.kernels.set_num_threads`` (the XNOR kernels), so both modes get the
+same number of threads. ``--clock cpu`` times one-thread runs by the thread's CPU
+time, which a busy machine disturbs less than wall-clock time.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SHIPPED_CANDIDATES = [os.path.join(ROOT, 'models', 'mnist_xnor_1024.npz'),
+                      '/tmp/ship/mnist_xnor_1024.npz']
+NETWORKS = ('mnist4096', 'mnist-model', 'cifar10')
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def blas_description():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 'unknown (threadpoolctl not installed)'
+    found = ['%s %s (%s, %d threads)' % (d.get('internal_api'), d.get('version'),
+                                        d.get('architecture'), d.get('num_threads'))
+             for d in threadpool_info() if d.get('user_api') == 'blas']
+    return ', '.join(found) or 'unknown'
+
+
+# ---------------------------------------------------------------------------
+# The child: one thread count
+# ---------------------------------------------------------------------------
+
+def random_network(spec, seed=0):
+    import numpy as np
+    from binary_net import inference
+
+    rng = np.random.RandomState(seed)
+    values = []
+    for _, _, name, shape in inference.expected_param_shapes(spec):
+        if name == 'inv_std':
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name == 'beta_filter':
+            value = np.full(shape, 1.0 / np.prod(shape))
+        else:
+            value = rng.uniform(-1, 1, shape)
+        values.append(value.astype(np.float32))
+    return inference.fold(spec, values)
+
+
+def build(name, args):
+    """(description, FoldedNetwork, batch) of a benchmark network, or None to skip."""
+    import numpy as np
+    from binary_net import inference, modelfile, networks
+
+    if name == 'mnist4096':
+        net, batch = random_network(networks.mnist_spec(num_units=4096)), args.mnist_batch
+        what = 'MNIST MLP 784-4096-4096-4096-10, random weights'
+    elif name == 'cifar10':
+        net, batch = random_network(networks.cifar10_spec()), args.cifar_batch
+        what = 'CIFAR-10 network (128-128-256-256-512-512 filters, 1024 units), random weights'
+    else:
+        path = args.mnist_model or next((p for p in SHIPPED_CANDIDATES if os.path.exists(p)),
+                                        None)
+        if not path or not os.path.exists(path):
+            return None
+        try:
+            if modelfile.is_packed(path):
+                net, spec, _ = modelfile.load_packed(path)
+            else:
+                values, spec, _ = modelfile.load_model(path)
+                net = inference.fold(spec, values)
+        except modelfile.ModelFileError as error:
+            print('  (skipping %s: %s)' % (path, error))
+            return None
+        units = [e['num_units'] for e in spec['layers'] if e['type'] == 'xnor_dense']
+        what = 'trained MNIST model %s (%s units)' % (path, '-'.join(map(str, units)))
+        batch = args.mnist_batch
+    rng = np.random.RandomState(1)
+    X = rng.uniform(-1, 1, (batch,) + net.input_shape).astype(np.float32)
+    return what, net, X
+
+
+def instrumented_run(net, X, mode, clock):
+    """Per-op times of one run, plus the pack / kernel split inside the XNOR ops."""
+    from binary_net import inference, kernels, xnor
+
+    ctx = inference._make_context(net, mode, {})
+    x = ctx.network_input(X)
+    per_op, inside = [], {'pack': 0.0, 'kernel': 0.0}
+    for op in net.ops:
+        if mode == 'xnor' and op.kind in ('xnor_dense', 'xnor_conv') and op.binary_input:
+            packed = xnor.packed_weights(op)
+            flat = x.reshape(len(x), -1) if op.kind == 'xnor_dense' else x
+            t0 = clock()
+            xp = kernels.pack_signs(flat, axis=1)
+            t1 = clock()
+            if op.kind == 'xnor_dense':
+                packed.matmul_packed(xp)
+            else:
+                packed.conv_packed(xp)
+            t2 = clock()
+            inside['pack'] += t1 - t0
+            inside['kernel'] += t2 - t1
+        t0 = clock()
+        y = ctx.output(op, op(x, ctx))
+        per_op.append(clock() - t0)
+        x = y
+    return per_op, inside
+
+
+def child(args):
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    from binary_net import kernels
+
+    nt = args.child
+    kernels.set_num_threads(nt)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(nt)
+    except ImportError:
+        pass
+    clock = time.perf_counter
+    if args.clock == 'cpu':
+        if nt == 1:
+            clock = time.thread_time
+        else:
+            print('  (--clock cpu needs one thread: wall-clock time is used)')
+    info = kernels.kernel_info()
+    print('  numpy %s, BLAS: %s' % (np.__version__, blas_description()))
+    print('  xnor kernels: %s path, OpenMP %s, %d thread(s)'
+          % (info['isa'], 'on' if info['openmp'] else 'off', info['num_threads']), flush=True)
+    results = []
+    status = 0
+    for name in args.networks:
+        built = build(name, args)
+        if built is None:
+            print('\n  %s: no model file, skipped' % name)
+            continue
+        what, net, X = built
+        t0 = time.perf_counter()
+        ref = net.predict_scores(X, 'float')
+        t1 = time.perf_counter()
+        got = net.predict_scores(X, 'xnor')   # packs the weights, once
+        t2 = time.perf_counter()
+        identical = bool(np.array_equal(ref, got))
+        status |= 0 if identical else 1
+        times = {'float': [], 'xnor': []}
+        for _ in range(args.repeat):
+            for mode in ('float', 'xnor'):
+                start = clock()
+                net.predict_scores(X, mode)
+                times[mode].append(clock() - start)
+        med = {m: float(np.median(v)) for m, v in times.items()}
+        ips = {m: len(X) / med[m] for m in med}
+        ratio = med['float'] / med['xnor']
+        print('\n  %s: %s, batch %d' % (name, what, len(X)))
+        print('    float %9.1f images/s (%8.2f ms per batch) | xnor %9.1f images/s '
+              '(%7.2f ms) | xnor/float speed %.1fx | scores bit-identical: %s'
+              % (ips['float'], 1e3 * med['float'], ips['xnor'], 1e3 * med['xnor'], ratio,
+                 'yes' if identical else 'NO'))
+        print('    first xnor call (packs the weights once): %.1f ms; first float call %.1f ms'
+              % (1e3 * (t2 - t1), 1e3 * (t1 - t0)))
+        # Breakdown from instrumented runs (medians over repeats).
+        kinds = [op.kind for op in net.ops]
+        breakdown = {}
+        for mode in ('float', 'xnor'):
+            runs = [instrumented_run(net, X, mode, clock) for _ in range(max(3, args.repeat // 2))]
+            per_op = np.median(np.array([r[0] for r in runs]), axis=0)
+            by_kind = {}
+            for kind, t in zip(kinds, per_op):
+                by_kind[kind] = by_kind.get(kind, 0.0) + float(t)
+            inside = {k: float(np.median([r[1][k] for r in runs])) for k in ('pack', 'kernel')}
+            breakdown[mode] = {'by_kind': by_kind, 'inside': inside, 'total': float(per_op.sum())}
+        for mode in ('float', 'xnor'):
+            b = breakdown[mode]
+            parts = ', '.join('%s %.2f' % (k, 1e3 * t)
+                              for k, t in sorted(b['by_kind'].items(), key=lambda kv: -kv[1]))
+            print('    %-5s ms by op: %s (sum %.2f)' % (mode, parts, 1e3 * b['total']))
+        b = breakdown['xnor']
+        binary = sum(t for k, t in b['by_kind'].items() if k in ('xnor_dense', 'xnor_conv'))
+        # Separate measurements: on a busy machine the difference can come out negative.
+        rest = max(0.0, binary - b['inside']['pack'] - b['inside']['kernel'])
+        print('    xnor ops in xnor mode: %.2f ms = pack activations %.2f + XNOR-popcount '
+              'kernel %.2f + K, scaling, bias, conversion %.2f; other ops %.2f ms'
+              % (1e3 * binary, 1e3 * b['inside']['pack'], 1e3 * b['inside']['kernel'],
+                 1e3 * rest, 1e3 * (b['total'] - binary)), flush=True)
+        results.append(dict(network=name, batch=len(X), float_images_per_s=ips['float'],
+                            xnor_images_per_s=ips['xnor'], ratio=ratio, identical=identical,
+                            breakdown_ms={m: {k: 1e3 * t for k, t in b['by_kind'].items()}
+                                          for m, b in breakdown.items()}))
+    if args.json:
+        print('JSON ' + json.dumps({'threads': nt, 'isa': info['isa'], 'results': results}))
+    return status
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--threads', type=int, nargs='+', default=None,
+                   help='thread counts to compare (default: 1 and the usable cores)')
+    p.add_argument('--repeat', type=int, default=7, help='timed repeats per mode (default 7)')
+    p.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                   help="'cpu': time one-thread runs with the thread's CPU time")
+    p.add_argument('--mnist-batch', type=int, default=100,
+                   help='MNIST images per batch (default 100, as the evaluation script)')
+    p.add_argument('--cifar-batch', type=int, default=16,
+                   help='CIFAR-10 images per batch (default 16)')
+    p.add_argument('--mnist-model', metavar='PATH',
+                   help='trained MNIST model (.npz or packed); default: the shipped '
+                        'mnist_xnor_1024.npz if present')
+    p.add_argument('--networks', nargs='+', choices=NETWORKS, default=list(NETWORKS))
+    p.add_argument('--json', action='store_true', help='also print a JSON line per thread count')
+    p.add_argument('--child', type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child is not None:
+        return child(args)
+
+    cores = usable_cores()
+    threads = args.threads or sorted({1, cores})
+    print('machine: %s, %d usable cores (%d logical CPUs), %s, Python %s'
+          % (cpu_model(), cores, os.cpu_count() or 0, platform.machine(),
+             platform.python_version()))
+    status = 0
+    for nt in threads:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(nt), OMP_NUM_THREADS=str(nt),
+                   MKL_NUM_THREADS=str(nt))
+        print('\n%d thread(s) for numpy and the XNOR kernels: median of %d interleaved '
+              'repeats, %s time' % (nt, args.repeat,
+                                    'CPU' if args.clock == 'cpu' and nt == 1 else 'wall-clock'),
+              flush=True)
+        cmd = [sys.executable, os.path.abspath(__file__), '--child', str(nt),
+               '--repeat', str(args.repeat), '--clock', args.clock,
+               '--mnist-batch', str(args.mnist_batch), '--cifar-batch', str(args.cifar_batch),
+               '--networks'] + args.networks
+        if args.mnist_model:
+            cmd += ['--mnist-model', args.mnist_model]
+        if args.json:
+            cmd.append('--json')
+        status |= subprocess.run(cmd, env=env).returncode
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())

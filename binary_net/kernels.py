@@ -1,0 +1,758 @@
+"""Bit-packed XNOR-popcount kernels: numpy arrays in, numpy arrays out.
+
+This module knows nothing of Theano or Lasagne. It computes, exactly and fast,
+products of sign matrices (entries +1/-1) by packing the signs 64 to a
+``uint64`` word and replacing multiply-adds by XOR and population count::
+
+    sum_k sign(a_k) * sign(b_k) = n - 2 * popcount(a XOR b)
+
+Sign convention, everywhere: ``sign(v) = +1`` where ``v >= 0`` (zero included)
+and ``-1`` where ``v < 0``; NaN counts as -1 (``NaN >= 0`` is false).
+
+Bit layout, everywhere: a vector of ``n`` signs is stored in ``ceil(n / 64)``
+words; element ``k`` lives in word ``k // 64`` at bit ``k % 64`` (least
+significant bit first); the bit is 1 for +1 and 0 for -1; unused trailing bits
+are 0.
+
+The C code (``csrc/xnor_kernels.c``) is compiled at first use, never at import,
+with ``gcc -O3 -march=native -fopenmp -shared -fPIC`` (falling back to flags
+without ``-march=native`` and/or ``-fopenmp`` where the compiler refuses them)
+into ``$BINARY_NET_CACHE`` or else ``~/.cache/binary_net``, under a name hashed
+from the source, the flags, the compiler and the CPU, and loaded with
+:mod:`ctypes`. It has an AVX-512 VPOPCNTDQ path, an AVX2 path (Mula's nibble
+lookup for short rows, Harley-Seal carry-save adders for long ones) and a
+portable path (``__builtin_popcountll``); all are bit-exact. Products are
+register-blocked (a few rows of A against a panel of 8 or 32 columns of B) and
+split over OpenMP threads. The compiler is ``$CC`` if set, else ``gcc``.
+``$BINARY_NET_ISA`` may be set to ``avx2`` or ``portable`` to build a narrower
+path than the CPU allows (for testing and benchmarking); the default is
+``native``.
+
+The scaling factors of XNOR-Net (K, alpha) are not applied here: callers
+multiply the int32 results.
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+import threading
+
+import numpy as np
+
+__all__ = ['KernelBuildError', 'pack_signs', 'xnor_matmul', 'PackedDense',
+           'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info']
+
+
+class KernelBuildError(RuntimeError):
+    """The C kernels could not be compiled or loaded (e.g. no C compiler)."""
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SOURCE = os.path.join(_HERE, 'csrc', 'xnor_kernels.c')
+
+#: Compiler command as a list (e.g. ``['gcc']``); None means ``$CC`` or ``gcc``.
+_COMPILER = None
+_BASE_FLAGS = ['-O3', '-shared', '-fPIC']
+_ISA_FLAGS = {
+    'native': ['-march=native'],
+    'avx2': ['-march=native', '-mno-avx512f'],
+    'portable': ['-march=native', '-mno-avx2'],
+}
+
+_lock = threading.Lock()
+_libs = {}              # isa name -> _Lib
+_num_threads = None     # None: OpenMP's default
+
+
+# --------------------------------------------------------------------------
+# Building and loading
+# --------------------------------------------------------------------------
+
+def _compiler_command():
+    if _COMPILER is not None:
+        return list(_COMPILER)
+    return shlex.split(os.environ.get('CC') or 'gcc')
+
+
+def _cache_dir():
+    path = os.environ.get('BINARY_NET_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'binary_net')
+    try:
+        os.makedirs(path, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    user = getattr(os, 'getuid', lambda: 'user')()
+    path = os.path.join(tempfile.gettempdir(), 'binary_net-%s' % user)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _cpu_fingerprint():
+    """Identify the CPU, since -march=native code must not be reused on another."""
+    parts = [platform.machine(), platform.processor()]
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith(('model name', 'flags', 'Features', 'CPU part')):
+                    parts.append(line.strip())
+                if len(parts) > 5:
+                    break
+    except OSError:
+        pass
+    return '\n'.join(parts)
+
+
+def _compiler_identity(cc):
+    try:
+        proc = subprocess.run(cc + ['--version'], capture_output=True, text=True, timeout=60)
+    except (FileNotFoundError, PermissionError, NotADirectoryError):
+        raise KernelBuildError(
+            'no C compiler: %r was not found; install gcc (e.g. apt-get install gcc) '
+            'or set CC to a C compiler' % cc[0]) from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise KernelBuildError('C compiler %r could not be run: %s' % (cc[0], exc)) from None
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0] if lines else cc[0]
+
+
+def _build(isa):
+    """Return the path of a compiled library for ``isa``, compiling if needed."""
+    cc = _compiler_command()
+    if not cc:
+        raise KernelBuildError('no C compiler: the compiler command is empty')
+    ident = _compiler_identity(cc)
+    with open(_SOURCE, 'rb') as f:
+        source = f.read()
+    cache = _cache_dir()
+    isa_flags = _ISA_FLAGS[isa]
+    candidates = [isa_flags + ['-fopenmp'], ['-fopenmp'], isa_flags, []]
+    errors = []
+    for extra in candidates:
+        flags = _BASE_FLAGS + extra
+        h = hashlib.sha256()
+        for part in (source, ' '.join(cc + flags).encode(), ident.encode(),
+                     _cpu_fingerprint().encode()):
+            h.update(part)
+            h.update(b'\0')
+        path = os.path.join(cache, 'xnor_kernels-%s.so' % h.hexdigest()[:20])
+        if os.path.exists(path):
+            return path, flags
+        fd, tmp = tempfile.mkstemp(prefix='.xnor_kernels-', suffix='.so', dir=cache)
+        os.close(fd)
+        try:
+            proc = subprocess.run(cc + flags + ['-o', tmp, _SOURCE],
+                                  capture_output=True, text=True, timeout=600)
+            if proc.returncode == 0:
+                os.replace(tmp, path)   # atomic: concurrent builders agree
+                return path, flags
+            msg = (proc.stderr or proc.stdout).strip().splitlines()
+            errors.append(msg[0] if msg else 'exit status %d' % proc.returncode)
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors.append(str(exc))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise KernelBuildError('could not compile %s with %r: %s'
+                           % (os.path.basename(_SOURCE), cc[0], errors[-1] if errors else '?'))
+
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_INT = ctypes.c_int
+
+
+class _Lib:
+    def __init__(self, path, flags):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as exc:
+            raise KernelBuildError('could not load %s: %s' % (path, exc)) from None
+        lib.xk_isa.restype = ctypes.c_char_p
+        for name in ('xk_panel_width', 'xk_tile_rows', 'xk_openmp', 'xk_max_threads'):
+            getattr(lib, name).restype = _INT
+            getattr(lib, name).argtypes = []
+        for name in ('xk_pack_f32', 'xk_pack_f64'):
+            getattr(lib, name).argtypes = [_P, _I64, _I64, _I64, _P, _INT]
+            getattr(lib, name).restype = None
+        lib.xk_pack_panels.argtypes = [_P, _I64, _I64, _I64, _P, _INT]
+        lib.xk_pack_panels.restype = None
+        lib.xk_gemm.argtypes = [_P, _I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _INT]
+        lib.xk_gemm.restype = None
+        for name in ('xk_dense_f32', 'xk_dense_f64'):
+            getattr(lib, name).argtypes = [_P, _I64, _I64, _P, _I64, _P, _I64, _INT]
+            getattr(lib, name).restype = _INT
+        lib.xk_conv2d.argtypes = ([_P] + [_I64] * 4 + [_P] + [_I64] * 8
+                                  + [_P, _P, _P, _INT])
+        lib.xk_conv2d.restype = _INT
+        self.lib = lib
+        self.path = path
+        self.flags = flags
+        self.isa = lib.xk_isa().decode()
+        self.nr = lib.xk_panel_width()
+        self.mr = lib.xk_tile_rows()
+        self.openmp = bool(lib.xk_openmp())
+
+    def panels(self, b, nthreads):
+        """(N, W) uint64 rows -> panel layout used by xk_gemm."""
+        n_rows, words = b.shape
+        npan = -(-n_rows // self.nr)
+        out = np.empty(npan * words * self.nr, dtype=np.uint64)
+        if out.size:
+            self.lib.xk_pack_panels(b.ctypes.data, n_rows, words, b.strides[0] // 8,
+                                    out.ctypes.data, nthreads)
+        return out
+
+    def gemm(self, a, panels, n_cols, n, nthreads):
+        m, words = a.shape
+        out = np.empty((m, n_cols), dtype=np.int32)
+        if m and n_cols:
+            if words == 0:
+                out.fill(n)
+            else:
+                self.lib.xk_gemm(a.ctypes.data, m, words, a.strides[0] // 8, panels.ctypes.data,
+                                 n_cols, n, out.ctypes.data, n_cols, nthreads)
+        return out
+
+
+def _selected_isa():
+    isa = os.environ.get('BINARY_NET_ISA', 'native') or 'native'
+    if isa not in _ISA_FLAGS:
+        raise ValueError('BINARY_NET_ISA must be one of %s, not %r'
+                         % (', '.join(sorted(_ISA_FLAGS)), isa))
+    return isa
+
+
+def _get_lib(isa=None):
+    """The loaded kernel library (compiled on first call)."""
+    isa = isa or _selected_isa()
+    lib = _libs.get(isa)
+    if lib is None:
+        with _lock:
+            lib = _libs.get(isa)
+            if lib is None:
+                lib = _Lib(*_build(isa))
+                _libs[isa] = lib
+    return lib
+
+
+def kernel_info():
+    """Describe the compiled kernels (compiling them if needed).
+
+    Returns
+    -------
+    dict
+        ``isa`` (code path: 'avx512-vpopcntdq', 'avx2' or 'portable'), ``path``
+        of the shared library, ``flags`` used, ``openmp`` (bool),
+        ``panel_width`` and ``tile_rows`` of the micro-kernel, and
+        ``num_threads`` (what the kernels currently use).
+    """
+    lib = _get_lib()
+    return {'isa': lib.isa, 'path': lib.path, 'flags': ' '.join(lib.flags),
+            'compiler': ' '.join(_compiler_command()), 'openmp': lib.openmp,
+            'panel_width': lib.nr, 'tile_rows': lib.mr, 'num_threads': get_num_threads()}
+
+
+def set_num_threads(n):
+    """Set the number of OpenMP threads the kernels use.
+
+    Parameters
+    ----------
+    n : int or None
+        Threads per kernel call, >= 1; None restores OpenMP's default
+        (``OMP_NUM_THREADS`` or the number of cores). Without OpenMP (the
+        compiler refused ``-fopenmp``) the kernels always run on one thread.
+    """
+    global _num_threads
+    if n is not None:
+        n = int(n)
+        if n < 1:
+            raise ValueError('number of threads must be >= 1, got %d' % n)
+    _num_threads = n
+
+
+def get_num_threads():
+    """Return the number of threads the kernels use per call.
+
+    Returns
+    -------
+    int
+        The value given to :func:`set_num_threads`, else OpenMP's default
+        (this may compile the kernels); 1 if they were built without OpenMP.
+    """
+    lib = _get_lib()
+    if not lib.openmp:
+        return 1
+    return _num_threads if _num_threads is not None else lib.lib.xk_max_threads()
+
+
+def _nthreads():
+    return _num_threads or 0
+
+
+# --------------------------------------------------------------------------
+# Packing
+# --------------------------------------------------------------------------
+
+def _words(n):
+    return (n + 63) // 64
+
+
+def _pack_numpy(x, axis):
+    """Vectorized numpy packing, for dtypes the C code does not read."""
+    bits = np.moveaxis(np.asarray(x) >= 0, axis, -1)
+    n = bits.shape[-1]
+    words = _words(n)
+    padded = np.zeros(bits.shape[:-1] + (words * 64,), dtype=bool)
+    padded[..., :n] = bits
+    packed = np.packbits(padded, axis=-1, bitorder='little')
+    return np.ascontiguousarray(packed).view('<u8').astype(np.uint64, copy=False)
+
+
+def pack_signs(x, axis=-1):
+    """Pack the signs of ``x`` along ``axis`` into 64-bit words.
+
+    Parameters
+    ----------
+    x : array_like
+        Real values (float32/float64 are packed by the C kernel; other real or
+        integer dtypes by numpy). A bit is 1 where ``x >= 0`` (so zeros give +1)
+        and 0 where ``x < 0`` or NaN.
+    axis : int, optional
+        The axis to pack; it is moved to the end and replaced by the words.
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+        Shape ``x.shape`` without ``axis``, plus ``(ceil(n / 64),)`` where
+        ``n = x.shape[axis]``; C-contiguous. Element ``k`` of the packed axis
+        is bit ``k % 64`` of word ``k // 64``; unused trailing bits are 0.
+    """
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError('pack_signs needs an array with at least one dimension')
+    if np.iscomplexobj(x):
+        raise TypeError('pack_signs needs real values, got %s' % x.dtype)
+    axis = axis + x.ndim if axis < 0 else axis
+    if not 0 <= axis < x.ndim:
+        raise getattr(np, 'exceptions', np).AxisError(axis, x.ndim)
+    n = x.shape[axis]
+    words = _words(n)
+    out_shape = x.shape[:axis] + x.shape[axis + 1:] + (words,)
+    if x.dtype == np.float16:
+        x = x.astype(np.float32)   # exact, so signs are unchanged
+    if x.dtype not in (np.float32, np.float64):
+        return _pack_numpy(x, axis).reshape(out_shape)
+    out = np.empty(out_shape, dtype=np.uint64)
+    if out.size == 0:
+        return out
+    x = np.ascontiguousarray(x)
+    pre = int(np.prod(x.shape[:axis], dtype=np.int64))
+    post = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    lib = _get_lib()
+    fn = lib.lib.xk_pack_f32 if x.dtype == np.float32 else lib.lib.xk_pack_f64
+    fn(x.ctypes.data, pre, n, post, out.ctypes.data, _nthreads())
+    return out
+
+
+def _as_packed(p, name):
+    p = np.asarray(p)
+    if p.dtype != np.uint64:
+        raise TypeError('%s must be a uint64 array of packed signs, got %s' % (name, p.dtype))
+    if p.ndim != 2:
+        raise ValueError('%s must be 2-D (rows, words), got shape %s' % (name, p.shape))
+    return np.ascontiguousarray(p)
+
+
+def _clear_unused_bits(p, n):
+    """Return ``p`` with every bit at position >= n zeroed (copying only if needed)."""
+    full, rem = divmod(n, 64)
+    words = p.shape[-1]
+    dirty = False
+    if rem and full < words:
+        mask = np.uint64((1 << rem) - 1)
+        dirty = bool(np.any(p[..., full] & ~mask))
+    start = full + (1 if rem else 0)
+    if not dirty and start < words:
+        dirty = bool(np.any(p[..., start:]))
+    if not dirty:
+        return p
+    p = p.copy()
+    if rem and full < words:
+        p[..., full] &= np.uint64((1 << rem) - 1)
+    p[..., start:] = 0
+    return p
+
+
+def _check_n(n, words):
+    n = int(n)
+    if n < 0 or n > 2 ** 31 - 1:
+        raise ValueError('n must be in [0, 2**31), got %d' % n)
+    if _words(n) > words:
+        raise ValueError('n=%d needs %d words but the packed arrays have %d'
+                         % (n, _words(n), words))
+    return n
+
+
+def xnor_matmul(a_packed, b_packed, n):
+    """Exact sign-matrix product from packed signs.
+
+    Parameters
+    ----------
+    a_packed : numpy.ndarray of uint64, shape (M, words)
+        Rows packed with :func:`pack_signs` from vectors of length ``n``.
+    b_packed : numpy.ndarray of uint64, shape (N, words)
+        Rows packed likewise (e.g. the columns of a weight matrix).
+    n : int
+        Number of valid bits per row; ``ceil(n / 64) <= words``. Bits at
+        positions ``>= n`` are ignored.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (M, N)
+        ``out[i, j] = sum_k sign(a_ik) * sign(b_jk)
+        = n - 2 * popcount(a_i XOR b_j)`` over the ``n`` valid bits.
+    """
+    a = _as_packed(a_packed, 'a_packed')
+    b = _as_packed(b_packed, 'b_packed')
+    if a.shape[1] != b.shape[1]:
+        raise ValueError('a_packed and b_packed have %d and %d words per row'
+                         % (a.shape[1], b.shape[1]))
+    n = _check_n(n, a.shape[1])
+    a = _clear_unused_bits(a, n)
+    b = _clear_unused_bits(b, n)
+    lib = _get_lib()
+    nt = _nthreads()
+    return lib.gemm(a, lib.panels(b, nt), b.shape[0], n, nt)
+
+
+# --------------------------------------------------------------------------
+# Layers with weights packed once
+# --------------------------------------------------------------------------
+
+def _popcount_words(p):
+    """Number of set bits in each uint64 of ``p`` (numpy, any shape)."""
+    p = np.ascontiguousarray(p, dtype=np.uint64)
+    bits = np.unpackbits(p.view(np.uint8).reshape(p.shape + (8,)), axis=-1)
+    return bits.sum(axis=-1, dtype=np.int64)
+
+
+class PackedDense:
+    """Binary dense layer ``sign(x) @ sign(W)`` with ``sign(W)`` packed once.
+
+    Parameters
+    ----------
+    W : array_like, shape (n_in, n_out)
+        Real weights, laid out as in Lasagne's ``DenseLayer``. Only their signs
+        are kept (``W >= 0`` is +1).
+
+    Attributes
+    ----------
+    packed : numpy.ndarray of uint64, shape (n_out, ceil(n_in / 64))
+        Column ``j`` of ``sign(W)`` packed along ``n_in``; with ``n_in`` this is
+        all that :meth:`from_packed` needs.
+    n_in, n_out : int
+    """
+
+    def __init__(self, W):
+        W = np.asarray(W)
+        if W.ndim != 2:
+            raise ValueError('W must be 2-D (n_in, n_out), got shape %s' % (W.shape,))
+        self._set(pack_signs(W, axis=0), W.shape[0])
+
+    def _set(self, packed, n_in):
+        self.packed = packed
+        self.n_in = int(n_in)
+        self._panels = None    # (isa, panel array), built at first product
+
+    @classmethod
+    def from_packed(cls, packed, n_in):
+        """Rebuild from :attr:`packed` and :attr:`n_in` without the float weights.
+
+        Parameters
+        ----------
+        packed : numpy.ndarray of uint64, shape (n_out, ceil(n_in / 64))
+        n_in : int
+
+        Returns
+        -------
+        PackedDense
+        """
+        packed = _as_packed(packed, 'packed')
+        n_in = int(n_in)
+        if n_in < 0 or packed.shape[1] != _words(n_in):
+            raise ValueError('packed has %d words per row but n_in=%d needs %d'
+                             % (packed.shape[1], n_in, _words(max(n_in, 0))))
+        obj = cls.__new__(cls)
+        obj._set(_clear_unused_bits(packed, n_in), n_in)
+        return obj
+
+    @property
+    def n_out(self):
+        return self.packed.shape[0]
+
+    def __repr__(self):
+        return 'PackedDense(n_in=%d, n_out=%d)' % (self.n_in, self.n_out)
+
+    def _get_panels(self, lib):
+        if self._panels is None or self._panels[0] != lib.isa:
+            self._panels = (lib.isa, lib.panels(self.packed, _nthreads()))
+        return self._panels[1]
+
+    def matmul_packed(self, x_packed):
+        """Product with activations that are already packed.
+
+        Parameters
+        ----------
+        x_packed : numpy.ndarray of uint64, shape (batch, ceil(n_in / 64))
+            ``pack_signs(x)`` for ``x`` of shape (batch, n_in).
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (batch, n_out)
+        """
+        xp = _as_packed(x_packed, 'x_packed')
+        if xp.shape[1] != self.packed.shape[1]:
+            raise ValueError('x_packed has %d words per row, expected %d'
+                             % (xp.shape[1], self.packed.shape[1]))
+        xp = _clear_unused_bits(xp, self.n_in)
+        lib = _get_lib()
+        return lib.gemm(xp, self._get_panels(lib), self.n_out, self.n_in, _nthreads())
+
+    def matmul_signs(self, x):
+        """Exact ``sign(x) @ sign(W)``.
+
+        For float32/float64 input the signs of ``x`` are packed inside the C
+        kernel a block of rows at a time, and the next block's floats are
+        prefetched into cache while the current block is multiplied (packing
+        is bound by memory bandwidth, the product by the vector units).
+
+        Parameters
+        ----------
+        x : array_like, shape (batch, n_in)
+            Real activations (more dimensions are flattened to (batch, -1),
+            as Lasagne's DenseLayer does).
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (batch, n_out)
+        """
+        x = np.asarray(x)
+        if x.ndim != 2:
+            if x.ndim < 2:
+                raise ValueError('x must be (batch, n_in), got shape %s' % (x.shape,))
+            x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.n_in:
+            raise ValueError('x has %d features, expected n_in=%d' % (x.shape[1], self.n_in))
+        if x.dtype == np.float16:
+            x = x.astype(np.float32)
+        if x.dtype not in (np.float32, np.float64) or self.n_in == 0:
+            return self.matmul_packed(pack_signs(x, axis=1))
+        # Packing and product in one pass, the packing overlapped with the product.
+        x = np.ascontiguousarray(x)
+        lib = _get_lib()
+        panels = self._get_panels(lib)
+        out = np.empty((x.shape[0], self.n_out), dtype=np.int32)
+        fn = lib.lib.xk_dense_f32 if x.dtype == np.float32 else lib.lib.xk_dense_f64
+        if fn(x.ctypes.data, x.shape[0], self.n_in, panels.ctypes.data, self.n_out,
+              out.ctypes.data, self.n_out, _nthreads()) != 0:
+            raise MemoryError('xnor kernels: out of memory')
+        return out
+
+
+def _pair(v, name):
+    if np.ndim(v) == 0:
+        v = (v, v)
+    v = tuple(int(t) for t in v)
+    if len(v) != 2:
+        raise ValueError('%s must be an int or a pair, got %r' % (name, v))
+    return v
+
+
+class PackedConv2D:
+    """Binary 2-D cross-correlation of ``sign(x)`` with ``sign(W)``, W packed once.
+
+    Padding rule: the input is binarized first and zero-padded afterwards, so a
+    padded position contributes 0 to every sum, while a real 0 in ``x`` is
+    binarized to +1. That is, with ``s = sign(x)`` (+1/-1) embedded in a zero
+    array of shape (N, C, H + 2*ph, W + 2*pw)::
+
+        out[n, f, i, j] = sum_{c, u, v} s_pad[n, c, i*sh + u, j*sw + v] * sign(W[f, c, u, v])
+
+    This is a cross-correlation: the filter is not flipped (callers that want a
+    true convolution flip ``W`` first).
+
+    Parameters
+    ----------
+    W : array_like, shape (F, C, fh, fw)
+        Real filters; only their signs are kept.
+    stride : int or (sh, sw), optional
+    pad : int or (ph, pw), optional
+        Zeros added on each side of the height and width.
+
+    Attributes
+    ----------
+    packed : numpy.ndarray of uint64, shape (F, fh, fw, ceil(C / 64))
+        The channels of each filter tap, packed. With :attr:`filter_shape`,
+        :attr:`stride` and :attr:`pad` this is all :meth:`from_packed` needs.
+    filter_shape : tuple (F, C, fh, fw)
+    stride, pad : tuple of two ints
+    """
+
+    def __init__(self, W, stride=(1, 1), pad=(0, 0)):
+        W = np.asarray(W)
+        if W.ndim != 4:
+            raise ValueError('W must be 4-D (F, C, fh, fw), got shape %s' % (W.shape,))
+        self._set(pack_signs(W, axis=1), W.shape, stride, pad)
+
+    def _set(self, packed, filter_shape, stride, pad):
+        self.filter_shape = tuple(int(v) for v in filter_shape)
+        self.stride = _pair(stride, 'stride')
+        self.pad = _pair(pad, 'pad')
+        if min(self.stride) < 1:
+            raise ValueError('stride must be >= 1, got %r' % (self.stride,))
+        if min(self.pad) < 0:
+            raise ValueError('pad must be >= 0, got %r' % (self.pad,))
+        F, C, fh, fw = self.filter_shape
+        self.packed = packed
+        self._wk = np.ascontiguousarray(packed.reshape(F, fh * fw * packed.shape[-1]))
+        # Sum over channels of sign(W) for each tap: 2 * (#ones) - C.
+        self._tap_sums = 2 * _popcount_words(packed).sum(axis=-1) - C    # (F, fh, fw)
+        self._borders = {}
+
+    @classmethod
+    def from_packed(cls, packed, filter_shape, stride=(1, 1), pad=(0, 0)):
+        """Rebuild from :attr:`packed` and the geometry, without the float weights.
+
+        Parameters
+        ----------
+        packed : numpy.ndarray of uint64, shape (F, fh, fw, ceil(C / 64))
+        filter_shape : tuple (F, C, fh, fw)
+        stride, pad : int or pair of ints
+
+        Returns
+        -------
+        PackedConv2D
+        """
+        packed = np.asarray(packed)
+        if packed.dtype != np.uint64:
+            raise TypeError('packed must be uint64, got %s' % packed.dtype)
+        F, C, fh, fw = (int(v) for v in filter_shape)
+        if packed.shape != (F, fh, fw, _words(C)):
+            raise ValueError('packed has shape %s, expected %s for filter_shape %s'
+                             % (packed.shape, (F, fh, fw, _words(C)), tuple(filter_shape)))
+        obj = cls.__new__(cls)
+        obj._set(_clear_unused_bits(np.ascontiguousarray(packed), C),
+                 (F, C, fh, fw), stride, pad)
+        return obj
+
+    def __repr__(self):
+        return 'PackedConv2D(filter_shape=%s, stride=%s, pad=%s)' % (
+            self.filter_shape, self.stride, self.pad)
+
+    def output_shape(self, input_shape):
+        """(N, F, OH, OW) for an input of shape (N, C, H, W)."""
+        N, C, H, Wd = input_shape
+        F, _, fh, fw = self.filter_shape
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        return (N, F, (H + 2 * ph - fh) // sh + 1, (Wd + 2 * pw - fw) // sw + 1)
+
+    def _border(self, H, Wd, nr):
+        """Per-panel corrections for output pixels whose window overlaps the padding.
+
+        The kernel gathers padded taps as -1; the correction is the sum of
+        sign(W) over those taps, which turns their contribution back into 0. It
+        depends only on geometry and sign(W), so it is computed once per input
+        size (and panel width ``nr`` of the compiled kernels) and cached.
+
+        Returns
+        -------
+        pidx : int64 (n_panels,)
+            For each panel of ``nr`` output pixels, -1 if none of its pixels
+            touches the padding, else its index into ``pcorr``.
+        pcorr : int32 (n_border_panels, F, nr)
+        """
+        key = (H, Wd, nr)
+        hit = self._borders.get(key)
+        if hit is not None:
+            return hit
+        F, C, fh, fw = self.filter_shape
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        _, _, OH, OW = self.output_shape((1, C, H, Wd))
+        rows = np.arange(OH)[:, None] * sh - ph + np.arange(fh)[None, :]
+        cols = np.arange(OW)[:, None] * sw - pw + np.arange(fw)[None, :]
+        vh = (rows >= 0) & (rows < H)           # (OH, fh) tap inside the image
+        vw = (cols >= 0) & (cols < Wd)          # (OW, fw)
+        # padded[u, v, oh, ow]: tap (u, v) of output pixel (oh, ow) is padding
+        padded = ~(vh.T[:, None, :, None] & vw.T[None, :, None, :])
+        corr = np.einsum('fuv,uvij->fij', self._tap_sums, padded.astype(np.int64))
+        n_panels = -(-OH * OW // nr)
+        flat = np.zeros((F, n_panels * nr), dtype=np.int32)
+        flat[:, :OH * OW] = corr.reshape(F, OH * OW)
+        per_panel = flat.reshape(F, n_panels, nr).transpose(1, 0, 2)   # (panels, F, nr)
+        has = np.flatnonzero(per_panel.any(axis=(1, 2)))
+        pidx = np.full(n_panels, -1, dtype=np.int64)
+        pidx[has] = np.arange(has.size)
+        hit = (pidx, np.ascontiguousarray(per_panel[has]))
+        self._borders[key] = hit
+        return hit
+
+    def conv_packed(self, x_packed):
+        """Cross-correlation of input channels that are already packed.
+
+        Parameters
+        ----------
+        x_packed : numpy.ndarray of uint64, shape (N, H, W, ceil(C / 64))
+            ``pack_signs(x, axis=1)`` for ``x`` of shape (N, C, H, W).
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (N, F, OH, OW)
+        """
+        xp = np.asarray(x_packed)
+        F, C, fh, fw = self.filter_shape
+        if xp.dtype != np.uint64 or xp.ndim != 4 or xp.shape[3] != _words(C):
+            raise ValueError('x_packed must be uint64 (N, H, W, %d), got %s %s'
+                             % (_words(C), xp.dtype, xp.shape))
+        xp = _clear_unused_bits(np.ascontiguousarray(xp), C)
+        N, H, Wd, wc = xp.shape
+        out_shape = self.output_shape((N, C, H, Wd))
+        if out_shape[2] < 1 or out_shape[3] < 1:
+            raise ValueError('input %dx%d is smaller than the %dx%d filter with pad %s'
+                             % (H, Wd, fh, fw, self.pad))
+        out = np.empty(out_shape, dtype=np.int32)
+        if out.size == 0:
+            return out
+        lib = _get_lib()
+        pidx, pcorr = self._border(H, Wd, lib.nr)
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        status = lib.lib.xk_conv2d(
+            xp.ctypes.data, N, H, Wd, wc, self._wk.ctypes.data, F, fh, fw,
+            sh, sw, ph, pw, C * fh * fw, pidx.ctypes.data if pcorr.size else None,
+            pcorr.ctypes.data if pcorr.size else None, out.ctypes.data, _nthreads())
+        if status != 0:
+            raise MemoryError('xnor kernels: out of memory')
+        return out
+
+    def conv_signs(self, x):
+        """Exact cross-correlation of ``sign(x)`` (zero-padded after binarizing) with ``sign(W)``.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, C, H, W)
+            Real input; zeros binarize to +1, padding contributes 0.
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (N, F, OH, OW)
+            ``OH = (H + 2*ph - fh) // sh + 1``, ``OW = (W + 2*pw - fw) // sw + 1``.
+        """
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != self.filter_shape[1]:
+            raise ValueError('x must be (N, %d, H, W), got shape %s'
+                             % (self.filter_shape[1], x.shape))
+        return self.conv_packed(pack_signs(x, axis=1))

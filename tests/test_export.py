@@ -1,0 +1,197 @@
+"""Tests for binary_net.export: the C99 code is bit-exact with mode='int'.
+
+Every export is compiled with ``gcc -std=c99 -pedantic -Wall -Wextra -Werror`` and
+run on images written as raw int8 codes; the harness prints the label and the
+integer scores of each image, which must equal Python's, image by image.
+"""
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from binary_net import datasets, export, integer, modelfile
+from binary_net.__main__ import main
+from binary_net.inference import fold
+from test_integer import fitted_mnist, get_case
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CC = shutil.which(os.environ.get('CC') or 'gcc')
+CFLAGS = ['-std=c99', '-pedantic', '-Wall', '-Wextra', '-Werror', '-O2']
+
+needs_cc = pytest.mark.skipif(CC is None, reason='no C compiler (gcc)')
+
+
+def build(directory, name, *flags):
+    """Compile PREFIX.c with its harness; returns the executable's path."""
+    exe = os.path.join(directory, name + '_example' + ''.join(f.strip('-=') for f in flags))
+    result = subprocess.run([CC] + CFLAGS + list(flags) + ['-o', exe, name + '.c',
+                                                           name + '_example.c'],
+                            cwd=directory, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[:4000]
+    return exe
+
+
+def run_c(exe, codes):
+    """Labels and scores the compiled harness prints for int8 input codes."""
+    images = os.path.join(os.path.dirname(exe), 'images.bin')
+    with open(images, 'wb') as f:
+        f.write(np.ascontiguousarray(codes, dtype=np.int8).tobytes())
+    result = subprocess.run([exe, images], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = np.array([[int(v) for v in line.split()] for line in result.stdout.splitlines()],
+                    dtype=np.int64)
+    assert rows.shape[0] == len(codes)
+    return rows[:, 0], rows[:, 1:]
+
+
+def check_bit_exact(net, X, directory, name, *flags):
+    program = integer.integer_network(net)
+    exported = export.write_c(program, directory, name)
+    scores = net.predict_scores(X, mode='int')
+    labels, c_scores = run_c(build(directory, name, *flags), integer.input_codes(X))
+    np.testing.assert_array_equal(labels, scores.argmax(axis=1))
+    np.testing.assert_array_equal(c_scores, scores)
+    return exported
+
+
+@needs_cc
+def test_mnist_c_equals_python_on_all_real_test_images(mnist_root, tmp_path):
+    _, _, net, X, y = fitted_mnist(mnist_root)
+    exported = check_bit_exact(net, X, str(tmp_path), 'mnist')
+    # 784x256 + 2 x 256x256 binary weights, 13 + 4 + 4 words per unit.
+    assert exported.flash_detail['binary weights'] == 8 * 256 * (13 + 4 + 4)
+    assert exported.arena_elements == 784 + 256
+    assert exported.ram_bytes == 2 * (784 + 256) + 8 * 13
+
+
+@needs_cc
+@pytest.mark.parametrize('key', ['cifar10', 'variants'])
+def test_convolutional_networks_c_equals_python(key, tmp_path):
+    """A narrow CIFAR-10 network and one exercising every layer option, on random
+    images (the test images also go beyond the calibrated ranges: saturation),
+    with both the compiler's popcount and the portable one."""
+    case = get_case(key)
+    X = np.concatenate([case.X, case.X_calib[:8]])
+    check_bit_exact(case.net, X, str(tmp_path), key)
+    labels, scores = run_c(build(str(tmp_path), key, '-DBINARY_NET_PORTABLE_POPCOUNT'),
+                           integer.input_codes(X))
+    np.testing.assert_array_equal(scores, case.net.predict_scores(X, mode='int'))
+
+
+@needs_cc
+def test_generated_code_is_plain_c(tmp_path):
+    case = get_case('cifar10')
+    exported = export.write_c(integer.integer_network(case.net), str(tmp_path), 'tiny_net')
+    assert sorted(exported.files) == ['tiny_net.c', 'tiny_net.h', 'tiny_net_example.c',
+                                      'tiny_net_weights.h']
+    source = exported.files['tiny_net.c']
+    assert set(re.findall(r'#include\s+(\S+)', source)) == {
+        '<stddef.h>', '<stdint.h>', '"tiny_net.h"', '"tiny_net_weights.h"'}
+    for word in ('malloc', 'float', 'double', 'printf'):
+        assert not re.search(r'\b%s\b' % word, source + exported.files['tiny_net_weights.h'])
+    assert '__builtin_popcountll' in source
+    header = exported.files['tiny_net.h']
+    assert 'int tiny_net_predict(const int8_t *input, int32_t *scores_out);' in header
+    assert '#define TINY_NET_FLASH_BYTES %d' % exported.flash_bytes in header
+    assert '#define TINY_NET_RAM_BYTES %d' % exported.ram_bytes in header
+    # The weights header holds exactly the counted constant data.
+    weights = exported.files['tiny_net_weights.h']
+    counted = sum(int(n) * {'uint64_t': 8, 'int16_t': 2}[t] for t, n in
+                  re.findall(r'static const (uint64_t|int16_t) \w+\[(\d+)\]', weights))
+    counted += 4 * 12 * len(re.findall(r'static const bn_geometry', weights))
+    assert counted == exported.flash_bytes
+    # Two exported models link into one program (only PREFIX_predict is external).
+    other = export.write_c(integer.integer_network(get_case('mnist').net), str(tmp_path), 'm2')
+    assert other.name == 'm2'
+    result = subprocess.run([CC] + CFLAGS + ['-c', 'tiny_net.c', 'm2.c'], cwd=str(tmp_path),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:2000]
+
+
+def test_bad_names_are_refused():
+    program = integer.integer_network(get_case('mnist').net)
+    for name in ('9lives', 'a-b', '', 'x y'):
+        with pytest.raises(export.ExportError, match='not a C identifier'):
+            export.generate_c(program, name)
+
+
+def export_command(*args, env=None):
+    return subprocess.run([sys.executable, '-m', 'binary_net', 'export'] + list(args),
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+
+
+@needs_cc
+def test_export_command_writes_c_and_prints_flash_and_ram(mnist_root, tmp_path):
+    spec, values, _, X, _ = fitted_mnist(mnist_root)
+    model = str(tmp_path / 'fitted.npz')
+    modelfile.save_model(model, values, spec)
+    out = str(tmp_path / 'c')
+    result = export_command('--model', model, '--out', out, '--data-path', mnist_root,
+                            '--calibration-size', '300', '--name', 'digits')
+    assert result.returncode == 0, result.stderr
+    flash = re.search(r'^Flash: ([\d,]+) bytes', result.stdout, re.M)
+    ram = re.search(r'^RAM: ([\d,]+) bytes', result.stdout, re.M)
+    assert flash and ram, result.stdout
+    header = open(os.path.join(out, 'digits.h')).read()
+    assert '#define DIGITS_FLASH_BYTES %s' % flash.group(1).replace(',', '') in header
+    assert '#define DIGITS_RAM_BYTES %s' % ram.group(1).replace(',', '') in header
+    # The files compute what int mode computes with the same calibration.
+    train = datasets.load('mnist', mnist_root)['train'][0][:300]
+    net = fold(spec, values).calibrate(datasets.to_unit_range(train))
+    labels, scores = run_c(build(out, 'digits'), integer.input_codes(X[:300]))
+    np.testing.assert_array_equal(scores, net.predict_scores(X[:300], mode='int'))
+
+
+def test_export_command_errors_are_one_line(tmp_path, mnist_root):
+    def assert_error(result, pattern):
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.match('^error: ' + pattern, lines[0]), result.stderr
+
+    missing = str(tmp_path / 'missing.npz')
+    assert_error(export_command('--model', missing, '--out', str(tmp_path / 'c')),
+                 'model file not found: .*missing.npz')
+    case = get_case('mnist')
+    positional = str(tmp_path / 'positional.npz')
+    np.savez(positional, *case.values)
+    bad = str(tmp_path / 'bad.npz')
+    with open(bad, 'wb') as f:
+        f.write(b'not a zip file')
+    named = str(tmp_path / 'named.npz')
+    modelfile.save_model(named, case.values, case.spec)
+    cases = [(['--model', positional],
+              '.*positional.npz is a position-only file .* give --dataset'),
+             (['--model', bad], '.*not a readable .npz'),
+             (['--model', named, '--name', 'a-b', '--data-path', mnist_root],
+              ".*'a-b' is not a C identifier"),
+             (['--model', named, '--data-path', str(tmp_path)], '.*mnist')]
+    for args, pattern in cases:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = main(['export', '--out', str(tmp_path / 'c')] + args)
+        assert status == 2, args
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and re.match('^error: ' + pattern, lines[0]), (args, lines)
+
+
+@pytest.mark.skipif(not hasattr(modelfile, 'save_packed'), reason='no packed model files')
+def test_packed_model_files_export_the_same_code(mnist_root, tmp_path):
+    case = get_case('mnist')
+    plain, packed = str(tmp_path / 'plain.npz'), str(tmp_path / 'packed.npz')
+    modelfile.save_model(plain, case.values, case.spec)
+    modelfile.save_packed(packed, case.values, case.spec)
+    outputs = {}
+    for path in (plain, packed):
+        out = str(tmp_path / os.path.basename(path)[:-4])
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(['export', '--model', path, '--out', out, '--data-path', mnist_root,
+                         '--calibration-size', '50']) == 0
+        outputs[path] = [open(os.path.join(out, name)).read().replace(os.path.basename(path), '')
+                         for name in ('mnist.h', 'mnist_weights.h', 'mnist.c')]
+    assert outputs[plain] == outputs[packed]

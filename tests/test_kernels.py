@@ -1,0 +1,348 @@
+"""Bit-exactness of binary_net.kernels against independent numpy references."""
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from binary_net import kernels as K
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+X86 = platform.machine().lower() in ('x86_64', 'amd64')
+ISAS = ['native', 'avx2', 'portable'] if X86 else ['native']
+
+
+# ---------------------------------------------------------------- references
+
+def sgn(x):
+    """Reference binarization: +1 where x >= 0 (zero included), else -1."""
+    return np.where(np.asarray(x) >= 0, 1, -1).astype(np.int64)
+
+
+def ref_pack(x, axis=-1):
+    """Reference packer: bit k%64 of word k//64 is 1 where x_k >= 0."""
+    bits = np.moveaxis(np.asarray(x) >= 0, axis, -1).astype(np.uint64)
+    n = bits.shape[-1]
+    words = -(-n // 64)
+    padded = np.zeros(bits.shape[:-1] + (words * 64,), dtype=np.uint64)
+    padded[..., :n] = bits
+    padded = padded.reshape(bits.shape[:-1] + (words, 64))
+    return np.bitwise_or.reduce(padded << np.arange(64, dtype=np.uint64), axis=-1)
+
+
+def ref_conv(x, W, stride, pad):
+    """Cross-correlation of sign(x), zero-padded after binarizing, with sign(W)."""
+    (sh, sw), (ph, pw) = stride, pad
+    F, C, fh, fw = W.shape
+    s = np.pad(sgn(x), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(s, (fh, fw), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw]                      # (N, C, OH, OW, fh, fw)
+    return np.einsum('ncijuv,fcuv->nfij', win, sgn(W))
+
+
+def signed_data(rng, shape, dtype=np.float32, zeros=0.15):
+    """Random values with a good share of exact zeros (which must give +1)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    x[rng.random(shape) < zeros] = 0
+    return x
+
+
+@pytest.fixture(params=ISAS)
+def isa(request, monkeypatch):
+    """Run a test once per compiled code path (AVX-512 / AVX2 / portable)."""
+    monkeypatch.setenv('BINARY_NET_ISA', request.param)
+    return K._get_lib().isa
+
+
+@pytest.fixture
+def threads():
+    yield
+    K.set_num_threads(None)
+
+
+# ------------------------------------------------------------------- packing
+
+def test_pack_signs_bit_layout():
+    x = np.full(70, -1.0, dtype=np.float32)
+    x[[0, 5, 63, 64, 69]] = [2.0, 0.0, 1e-30, 3.0, -0.0]   # 0.0 and -0.0 are +1
+    x[7] = np.nan                                         # NaN is -1
+    p = K.pack_signs(x)
+    assert p.dtype == np.uint64 and p.shape == (2,)
+    assert int(p[0]) == (1 << 0) | (1 << 5) | (1 << 63)
+    assert int(p[1]) == (1 << 0) | (1 << 5)               # trailing bits 6..63 are 0
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64, np.float16, np.int32, np.int64, bool])
+@pytest.mark.parametrize('axis', [0, 1, 2, -1])
+def test_pack_signs_axes_and_dtypes(dtype, axis):
+    rng = np.random.default_rng(1)
+    x = signed_data(rng, (3, 130, 5), np.float64) * 10
+    x = x.astype(dtype)
+    p = K.pack_signs(x, axis=axis)
+    expected_shape = tuple(np.delete(x.shape, axis)) + (-(-x.shape[axis] // 64),)
+    assert p.shape == expected_shape and p.dtype == np.uint64
+    np.testing.assert_array_equal(p, ref_pack(x, axis))
+
+
+@pytest.mark.parametrize('n', [1, 15, 16, 63, 64, 65, 127, 128, 200, 1000])
+def test_pack_signs_lengths(isa, n):
+    rng = np.random.default_rng(n)
+    for dtype in (np.float32, np.float64):
+        x = signed_data(rng, (7, n), dtype)
+        np.testing.assert_array_equal(K.pack_signs(x), ref_pack(x))
+        # middle-axis (strided) packing
+        np.testing.assert_array_equal(K.pack_signs(x.T.copy(), axis=0), ref_pack(x))
+
+
+def test_pack_signs_noncontiguous_and_empty():
+    rng = np.random.default_rng(2)
+    x = signed_data(rng, (40, 90))[::2, ::3]
+    np.testing.assert_array_equal(K.pack_signs(x), ref_pack(x))
+    np.testing.assert_array_equal(K.pack_signs(x, axis=0), ref_pack(x, 0))
+    assert K.pack_signs(np.zeros((0, 5), np.float32)).shape == (0, 1)
+    assert K.pack_signs(np.zeros((4, 0), np.float32)).shape == (4, 0)
+    with pytest.raises(ValueError):
+        K.pack_signs(np.float32(1.0))
+
+
+# ------------------------------------------------------------------- matmul
+
+MATMUL_CASES = [  # (M, n, N)
+    (1, 1, 1), (1, 63, 5), (3, 64, 1), (5, 65, 33), (7, 200, 40), (13, 1, 70),
+    (37, 577, 31), (4, 1984, 9),        # 31 words: one full lookup block
+    (6, 2049, 17),                      # 33 words
+    (3, 64 * 46 + 5, 8),                # 47 words: lookup blocks of 31 + 16 words
+    (5, 64 * 49 + 1, 19),               # 50 words: Harley-Seal with a 2-word tail
+    (9, 64 * 130 + 3, 11),              # 131 words: Harley-Seal blocks + tail
+    (64, 4096, 96), (130, 300, 65),
+]
+
+
+@pytest.mark.parametrize('M,n,N', MATMUL_CASES)
+def test_xnor_matmul_exact(isa, M, n, N):
+    rng = np.random.default_rng(M * 1000 + n + N)
+    a = signed_data(rng, (M, n))
+    b = signed_data(rng, (N, n))
+    out = K.xnor_matmul(K.pack_signs(a), K.pack_signs(b), n)
+    assert out.dtype == np.int32 and out.shape == (M, N)
+    np.testing.assert_array_equal(out, np.dot(sgn(a), sgn(b).T))
+
+
+def test_xnor_matmul_ignores_bits_past_n():
+    rng = np.random.default_rng(3)
+    a = signed_data(rng, (6, 70))
+    b = signed_data(rng, (4, 70))
+    ap, bp = K.pack_signs(a), K.pack_signs(b)
+    ap_dirty, bp_dirty = ap.copy(), bp.copy()
+    ap_dirty[:, 1] |= np.uint64(0xFFFF << 20)   # garbage in bits 84..99 (> n=70)
+    bp_dirty[:, 1] |= np.uint64(1 << 63)
+    before = ap_dirty.copy()
+    ref = np.dot(sgn(a), sgn(b).T)
+    np.testing.assert_array_equal(K.xnor_matmul(ap_dirty, bp_dirty, 70), ref)
+    np.testing.assert_array_equal(ap_dirty, before)   # masking happens on a copy
+    # fewer valid bits than packed: only the first n count
+    np.testing.assert_array_equal(K.xnor_matmul(ap, bp, 10),
+                                  np.dot(sgn(a[:, :10]), sgn(b[:, :10]).T))
+
+
+def test_xnor_matmul_errors():
+    p = np.zeros((2, 2), np.uint64)
+    with pytest.raises(ValueError):
+        K.xnor_matmul(p, np.zeros((2, 3), np.uint64), 100)
+    with pytest.raises(ValueError):
+        K.xnor_matmul(p, p, 129)          # needs 3 words
+    with pytest.raises(TypeError):
+        K.xnor_matmul(p.astype(np.int64), p, 100)
+    np.testing.assert_array_equal(K.xnor_matmul(p, p, 0), np.zeros((2, 2), np.int32))
+
+
+# -------------------------------------------------------------------- dense
+
+@pytest.mark.parametrize('batch,n_in,n_out', [(1, 1, 1), (1, 784, 10), (3, 65, 130),
+                                              (17, 200, 33), (64, 2049, 40),
+                                              (301, 4100, 70)])   # several row blocks
+def test_packed_dense(isa, batch, n_in, n_out):
+    rng = np.random.default_rng(batch + n_in + n_out)
+    W = signed_data(rng, (n_in, n_out))
+    x = signed_data(rng, (batch, n_in))
+    layer = K.PackedDense(W)
+    assert layer.packed.shape == (n_out, -(-n_in // 64)) and layer.n_in == n_in
+    np.testing.assert_array_equal(layer.packed, ref_pack(W, axis=0))
+    ref = np.dot(sgn(x), sgn(W))
+    np.testing.assert_array_equal(layer.matmul_signs(x), ref)
+    np.testing.assert_array_equal(layer.matmul_signs(x.astype(np.float64)), ref)
+    np.testing.assert_array_equal(layer.matmul_packed(K.pack_signs(x)), ref)
+    again = K.PackedDense.from_packed(layer.packed.copy(), n_in)
+    assert again.n_out == n_out
+    np.testing.assert_array_equal(again.matmul_signs(x), ref)
+
+
+def test_packed_dense_errors():
+    layer = K.PackedDense(np.ones((70, 3), np.float32))
+    with pytest.raises(ValueError):
+        layer.matmul_signs(np.ones((2, 69), np.float32))
+    with pytest.raises(ValueError):
+        K.PackedDense.from_packed(layer.packed, 200)
+    # Lasagne-style flattening of trailing dimensions
+    x = np.random.default_rng(0).standard_normal((2, 7, 10))
+    np.testing.assert_array_equal(layer.matmul_signs(x),
+                                  np.dot(sgn(x.reshape(2, 70)), np.ones((70, 3), np.int64)))
+
+
+# --------------------------------------------------------------------- conv
+
+CONV_CASES = [  # N, C, H, W, F, fh, fw, stride, pad
+    (1, 1, 5, 5, 1, 3, 3, (1, 1), (0, 0)),
+    (2, 3, 7, 6, 5, 3, 2, (1, 1), (1, 1)),
+    (3, 8, 9, 9, 4, 3, 3, (2, 2), (1, 1)),
+    (1, 16, 8, 11, 6, 1, 3, (1, 2), (0, 2)),
+    (2, 64, 6, 6, 7, 3, 3, (1, 1), (2, 2)),
+    (1, 65, 7, 5, 3, 5, 1, (2, 1), (2, 0)),
+    (1, 130, 5, 5, 9, 3, 3, (1, 1), (1, 1)),
+    (5, 3, 10, 10, 33, 2, 5, (2, 3), (1, 2)),
+    (1, 2, 3, 3, 2, 3, 3, (1, 1), (2, 2)),          # some windows see only padding
+    (2, 4, 6, 100, 5, 3, 3, (1, 1), (1, 1)),        # panels with and without border pixels
+]
+
+
+def _conv_id(c):
+    return 'x'.join(map(str, c[:7])) + '-s%d%d-p%d%d' % (c[7] + c[8])
+
+
+@pytest.mark.parametrize('case', CONV_CASES, ids=_conv_id)
+def test_packed_conv2d(isa, case):
+    N, C, H, Wd, F, fh, fw, stride, pad = case
+    rng = np.random.default_rng(sum(case[:7]))
+    x = signed_data(rng, (N, C, H, Wd), zeros=0.3)
+    W = signed_data(rng, (F, C, fh, fw))
+    conv = K.PackedConv2D(W, stride=stride, pad=pad)
+    out = conv.conv_signs(x)
+    ref = ref_conv(x, W, stride, pad)
+    assert out.dtype == np.int32 and out.shape == ref.shape == conv.output_shape(x.shape)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(conv.conv_signs(x.astype(np.float64)), ref)
+    np.testing.assert_array_equal(conv.conv_signs(x[:1]), ref[:1])        # batch 1
+    again = K.PackedConv2D.from_packed(conv.packed.copy(), W.shape, stride, pad)
+    np.testing.assert_array_equal(again.conv_signs(x), ref)
+
+
+def test_conv_padding_rule():
+    """Padding contributes 0; a real 0 in x binarizes to +1."""
+    C = 5
+    conv = K.PackedConv2D(np.ones((1, C, 3, 3), np.float32), pad=(1, 1))
+    out = conv.conv_signs(np.zeros((1, C, 4, 4), np.float32))[0, 0]
+    expected = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]]) * C
+    np.testing.assert_array_equal(out, expected)
+    out = conv.conv_signs(-np.ones((1, C, 4, 4), np.float32))[0, 0]
+    np.testing.assert_array_equal(out, -expected)
+
+
+def test_conv_several_input_sizes_and_errors():
+    rng = np.random.default_rng(5)
+    W = signed_data(rng, (3, 4, 3, 3))
+    conv = K.PackedConv2D(W, stride=2, pad=1)
+    for H, Wd in [(5, 5), (8, 6), (5, 5)]:           # per-size correction cache
+        x = signed_data(rng, (2, 4, H, Wd))
+        np.testing.assert_array_equal(conv.conv_signs(x), ref_conv(x, W, (2, 2), (1, 1)))
+    with pytest.raises(ValueError):
+        conv.conv_signs(np.ones((1, 3, 5, 5), np.float32))      # wrong channel count
+    with pytest.raises(ValueError):
+        K.PackedConv2D(W).conv_signs(np.ones((1, 4, 2, 2), np.float32))   # smaller than filter
+    with pytest.raises(ValueError):
+        K.PackedConv2D.from_packed(conv.packed, (3, 4, 3, 2))
+
+
+# ------------------------------------------------------------------ threads
+
+def test_thread_counts_give_identical_results(isa, threads):
+    rng = np.random.default_rng(6)
+    a = signed_data(rng, (203, 777))
+    W = signed_data(rng, (777, 150))
+    x = signed_data(rng, (4, 19, 13, 12))
+    Wc = signed_data(rng, (21, 19, 3, 3))
+    results = []
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        assert K.get_num_threads() == (nt if K.kernel_info()['openmp'] else 1)
+        dense = K.PackedDense(W)
+        conv = K.PackedConv2D(Wc, stride=(1, 2), pad=(1, 1))
+        results.append((K.pack_signs(a), dense.matmul_signs(a), conv.conv_signs(x),
+                        K.pack_signs(x, axis=1)))
+    for r1, r2 in zip(*results):
+        np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_array_equal(results[0][1], np.dot(sgn(a), sgn(W)))
+    with pytest.raises(ValueError):
+        K.set_num_threads(0)
+
+
+# ------------------------------------------------------------------ building
+
+def _fresh_build(monkeypatch, tmp_path, compiler):
+    tmp_path.mkdir(exist_ok=True)
+    monkeypatch.setenv('BINARY_NET_CACHE', str(tmp_path))
+    monkeypatch.setenv('BINARY_NET_ISA', 'native')
+    monkeypatch.setattr(K, '_COMPILER', compiler)
+    monkeypatch.setattr(K, '_libs', {})
+
+
+def test_missing_compiler_raises_kernel_build_error(monkeypatch, tmp_path):
+    _fresh_build(monkeypatch, tmp_path, [str(tmp_path / 'no-such-cc')])
+    with pytest.raises(K.KernelBuildError) as info:
+        K.pack_signs(np.ones((2, 3), np.float32))
+    msg = str(info.value)
+    assert 'no C compiler' in msg and '\n' not in msg
+    assert os.listdir(tmp_path) == []
+
+
+def test_failing_compiler_raises_kernel_build_error(monkeypatch, tmp_path):
+    _fresh_build(monkeypatch, tmp_path, ['false'])      # runs, but never succeeds
+    with pytest.raises(K.KernelBuildError) as info:
+        K.xnor_matmul(np.zeros((1, 1), np.uint64), np.zeros((1, 1), np.uint64), 1)
+    assert '\n' not in str(info.value)
+    assert os.listdir(tmp_path) == []                   # no temp files left behind
+
+
+@pytest.mark.skipif(shutil.which('gcc') is None, reason='needs gcc')
+def test_build_falls_back_when_flags_are_refused(monkeypatch, tmp_path):
+    """A compiler that refuses -march=native and -fopenmp still gets a working build."""
+    cc = tmp_path / 'picky-cc'
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in -march=native|-fopenmp) '
+                  'echo "unsupported option $a" >&2; exit 1;; esac; done\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    cache = tmp_path / 'cache'
+    _fresh_build(monkeypatch, cache, [str(cc)])
+    info = K.kernel_info()
+    assert '-march=native' not in info['flags'] and '-fopenmp' not in info['flags']
+    assert not info['openmp'] and K.get_num_threads() == 1
+    rng = np.random.default_rng(7)
+    a, b = signed_data(rng, (9, 130)), signed_data(rng, (70, 130))
+    np.testing.assert_array_equal(K.PackedDense(b.T).matmul_signs(a), np.dot(sgn(a), sgn(b).T))
+
+
+def test_build_cache_and_no_compile_at_import(tmp_path):
+    """Import compiles nothing; two processes compiling at once both succeed."""
+    env = dict(os.environ, BINARY_NET_CACHE=str(tmp_path), PYTHONPATH=ROOT)
+    env.pop('BINARY_NET_ISA', None)
+    code = ('import os, sys, numpy as np; from binary_net import kernels as K; '
+            'assert not os.listdir(os.environ["BINARY_NET_CACHE"]); '
+            'print(K.pack_signs(np.array([1., -1.], np.float32))[0])')
+    proc = subprocess.run([sys.executable, '-c', 'import binary_net.kernels'], env=env)
+    assert proc.returncode == 0
+    assert os.listdir(tmp_path) == []
+    # both start with an empty cache, so both may compile; the rename is atomic
+    procs = [subprocess.Popen([sys.executable, '-c', code.replace(
+        'assert not os.listdir(os.environ["BINARY_NET_CACHE"]); ', '')],
+        env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate()[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs == ['1', '1']
+    files = os.listdir(tmp_path)
+    assert len(files) == 1 and files[0].startswith('xnor_kernels-') and files[0].endswith('.so')
+
+
+def test_kernel_info():
+    info = K.kernel_info()
+    assert info['isa'] in ('avx512-vpopcntdq', 'avx2', 'portable')
+    assert os.path.exists(info['path']) and info['panel_width'] >= 1
