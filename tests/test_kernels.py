@@ -92,6 +92,10 @@ def test_pack_signs_lengths(isa, n):
     rng = np.random.default_rng(n)
     for dtype in (np.float32, np.float64):
         x = signed_data(rng, (7, n), dtype)
+        special = rng.random(x.shape)
+        x[special < 0.05] = -0.0            # +1, like 0.0
+        x[special > 0.97] = np.nan          # -1
+        x[(special > 0.95) & (special <= 0.97)] = -np.inf
         np.testing.assert_array_equal(K.pack_signs(x), ref_pack(x))
         # middle-axis (strided) packing
         np.testing.assert_array_equal(K.pack_signs(x.T.copy(), axis=0), ref_pack(x))

@@ -258,14 +258,14 @@ XK_EXPORT void xk_pack_##SUFFIX(const T *x, int64_t pre, int64_t n, int64_t post
     int big = pre * n * post > (1 << 16);                                        \
     (void)nt; (void)big;                                                         \
     if (post == 1) {                                                             \
-        _Pragma("omp parallel for schedule(static) num_threads(nt) if(big)")     \
+        _Pragma("omp parallel for schedule(guided) num_threads(nt) if(big)")     \
         for (int64_t r = 0; r < pre; r++)                                        \
             pack_row_##SUFFIX(x + r * n, n, out + r * nw);                       \
         return;                                                                  \
     }                                                                            \
     int64_t nqb = (post + XK_QBLOCK - 1) / XK_QBLOCK;                            \
     int64_t ntask = pre * nqb * nw;                                              \
-    _Pragma("omp parallel for schedule(static) num_threads(nt) if(big)")         \
+    _Pragma("omp parallel for schedule(guided) num_threads(nt) if(big)")         \
     for (int64_t t = 0; t < ntask; t++) {                                        \
         int64_t g = t % nw, qb = (t / nw) % nqb, r = t / (nw * nqb);             \
         int64_t q0 = qb * XK_QBLOCK;                                             \
@@ -343,22 +343,24 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
             acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
         }
     }
-    const __m512i vn = _mm512_set1_epi64(n);
+    /* Counts are < 2^31: the low dwords of two accumulators, interleaved into
+     * one vector of 16 int32 (one permute), give 16 results per store. */
+    const __m512i vn = _mm512_set1_epi32((int)n);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14,
+                                           16, 18, 20, 22, 24, 26, 28, 30);
     for (int i = 0; i < r; i++) {
         int32_t *ci = C + i * ldc;
-        for (int c = 0; c < 4; c++) {
-            __m512i v = _mm512_sub_epi64(vn, _mm512_add_epi64(acc[i][c], acc[i][c]));
-            __m256i v32 = _mm512_cvtepi64_epi32(v);
+        for (int h = 0; h < 2; h++) {
+            __m512i cnt = _mm512_permutex2var_epi32(acc[i][2 * h], even, acc[i][2 * h + 1]);
+            __m512i v = _mm512_sub_epi32(vn, _mm512_add_epi32(cnt, cnt));
             if (corr)
-                v32 = _mm256_add_epi32(
-                    v32, _mm256_loadu_si256((const __m256i *)(corr + i * XK_NR + 8 * c)));
-            int64_t left = ncols - 8 * c;
-            if (left >= 8) {
-                _mm256_storeu_si256((__m256i *)(ci + 8 * c), v32);
-            } else if (left > 0) {
-                __mmask8 m = (__mmask8)((1u << left) - 1u);
-                _mm256_mask_storeu_epi32(ci + 8 * c, m, v32);
-            }
+                v = _mm512_add_epi32(
+                    v, _mm512_loadu_si512((const void *)(corr + i * XK_NR + 16 * h)));
+            int64_t left = ncols - 16 * h;
+            if (left >= 16)
+                _mm512_storeu_si512((void *)(ci + 16 * h), v);
+            else if (left > 0)
+                _mm512_mask_storeu_epi32(ci + 16 * h, (__mmask16)((1u << left) - 1u), v);
         }
     }
 }
