@@ -122,7 +122,8 @@ def load_network(path, dataset):
     return network, '%s (%s network, %s, %s)' % (path, spec.get('name', '?'), count, origin)
 
 
-def _positive_int(text):
+def positive_int(text):
+    """argparse type: an integer of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -152,33 +153,33 @@ def build_parser(dataset):
                         help='model file (.npz) written by training, a packed model file '
                              '(python -m binary_net pack), or a position-only .npz of the '
                              'original theano-xnor-net')
-    parser.add_argument('--no', type=_positive_int, metavar='N',
+    parser.add_argument('--no', type=positive_int, metavar='N',
                         help='evaluate the first N test images (default: all)')
     parser.add_argument('--mode', default='float', choices=sorted(inference.MODES),
                         help='arithmetic: %s (default: %%(default)s)'
                              % ', '.join('%s (%s)' % (mode, MODE_HELP.get(mode, 'see '
                                                                           'binary_net.inference'))
                                          for mode in sorted(inference.MODES)))
-    parser.add_argument('--batch-size', type=_positive_int, default=100, metavar='B',
+    parser.add_argument('--batch-size', type=positive_int, default=100, metavar='B',
                         help='images per step (default: %(default)s)')
     parser.add_argument('--data-path', metavar='DIR',
                         help='data root (default: $PYLEARN2_DATA_PATH, else ~/pylearn2_data)')
     fixed = parser.add_argument_group('fixed mode')
-    fixed.add_argument('--input-bits', type=_positive_int, metavar='BITS',
+    fixed.add_argument('--input-bits', type=positive_int, metavar='BITS',
                        help='bits of the network input, sign included (default: %d)'
                             % FIXED_DEFAULTS['input_bits'])
     fixed.add_argument('--input-frac', type=int, metavar='BITS',
                        help='fraction bits of the network input (default: %d)'
                             % FIXED_DEFAULTS['input_frac'])
-    fixed.add_argument('--param-bits', type=_positive_int, metavar='BITS',
+    fixed.add_argument('--param-bits', type=positive_int, metavar='BITS',
                        help='bits of each real-valued parameter (default: %d)'
                             % FIXED_DEFAULTS['param_bits'])
-    fixed.add_argument('--act-bits', type=_positive_int, metavar='BITS',
+    fixed.add_argument('--act-bits', type=positive_int, metavar='BITS',
                        help='bits of each activation (default: %d)' % FIXED_DEFAULTS['act_bits'])
     fixed.add_argument('--rounding', choices=inference.ROUNDINGS,
                        help='round to nearest, ties to even or away from zero (default: %s)'
                             % FIXED_DEFAULTS['rounding'])
-    fixed.add_argument('--calibration-size', type=_positive_int, default=CALIBRATION_SIZE,
+    fixed.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
                        metavar='N', help='calibrate activation ranges on the first N training '
                                          'images (default: %(default)s)')
     return parser

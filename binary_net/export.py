@@ -728,18 +728,8 @@ def write_c(program, out_dir, name, source='a trained model'):
 # The command
 # ---------------------------------------------------------------------------
 
-def _positive_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('%r is not an integer' % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be at least 1, got %d' % value)
-    return value
-
-
 def add_arguments(parser):
+    from .evaluation import positive_int
     parser.epilog = ('Writes PREFIX.h (the API), PREFIX_weights.h (packed binary weights and '
                      'int16 constants), PREFIX.c (the inference) and PREFIX_example.c (a '
                      'harness reading raw int8 images), computing exactly what '
@@ -754,7 +744,7 @@ def add_arguments(parser):
     parser.add_argument('--name', metavar='PREFIX',
                         help='C prefix of the files and of PREFIX_predict() '
                              '(default: the network\'s name)')
-    parser.add_argument('--calibration-size', type=_positive_int, default=CALIBRATION_SIZE,
+    parser.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
                         metavar='N', help='calibrate activation ranges on the first N '
                                           'training images (default: %(default)s)')
     parser.add_argument('--data-path', metavar='DIR',
