@@ -23,54 +23,14 @@ use the same number of threads. The XNOR result is checked against
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
+
+import machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_SHAPES = ['256x4096x4096', '16384x576x128', '4096x2304x256']
-
-
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-                    return ' '.join(f for f in ('avx2', 'avx512f', 'avx512_vpopcntdq')
-                                    if f in flags) or 'none of avx2/avx512'
-    except OSError:
-        pass
-    return '?'
-
-
-def blas_info(np):
-    try:
-        from threadpoolctl import threadpool_info
-        infos = [d for d in threadpool_info() if d.get('user_api') == 'blas']
-        return ', '.join('%s %s (%s kernels, %d threads)' % (
-            d.get('internal_api'), d.get('version'), d.get('architecture'), d.get('num_threads'))
-            for d in infos) or 'unknown'
-    except ImportError:
-        try:
-            cfg = np.show_config(mode='dicts')
-            blas = cfg['Build Dependencies']['blas']
-            return '%s %s (threadpoolctl not installed)' % (blas.get('name'), blas.get('version'))
-        except Exception:
-            return 'unknown (threadpoolctl not installed)'
 
 
 def child(args):
@@ -81,14 +41,10 @@ def child(args):
 
     nt = args.child
     K.set_num_threads(nt)
-    clock = time.perf_counter
-    if args.clock == 'cpu':
-        if nt == 1:
-            clock = time.thread_time
-        else:
-            print('  (--clock cpu needs one thread: wall-clock time is used)')
+    clock = machine.timing_clock(args.clock, nt)
     info = K.kernel_info()
-    print('  numpy %s, BLAS: %s' % (np.__version__, blas_info(np)))
+    print('  numpy %s, BLAS: %s' % (np.__version__,
+                                    machine.blas_description(np, kernels_word=True)))
     print('  xnor kernels: %s path, %s, OpenMP %s, %d thread(s)'
           % (info['isa'], info['flags'], 'on' if info['openmp'] else 'off', info['num_threads']))
     rng = np.random.default_rng(0)
@@ -146,15 +102,12 @@ def main(argv=None):
     if args.child is not None:
         return child(args)
 
-    print('machine: %s, %d logical CPUs (%s), %s, Python %s'
-          % (cpu_model(), os.cpu_count() or 0, cpu_flags(), platform.machine(),
-             platform.python_version()))
+    print(machine.describe_machine(flags=True))
     for var in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'):
         print('%s: %s' % (var, os.environ.get(var, '(not set)')))
     status = 0
     for nt in args.threads:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(nt), OMP_NUM_THREADS=str(nt),
-                   MKL_NUM_THREADS=str(nt))
+        env = machine.thread_env(nt)
         if args.isa:
             env['BINARY_NET_ISA'] = args.isa
         print('\n%d thread(s): median of %d interleaved repeats, %s time'

@@ -32,45 +32,17 @@ time, which a busy machine disturbs less than wall-clock time.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+
+import machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHIPPED_CANDIDATES = [os.path.join(ROOT, 'models', 'mnist_xnor_1024.npz'),
                       '/tmp/ship/mnist_xnor_1024.npz']
 NETWORKS = ('mnist4096', 'mnist-model', 'cifar10')
-
-
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def blas_description():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return 'unknown (threadpoolctl not installed)'
-    found = ['%s %s (%s, %d threads)' % (d.get('internal_api'), d.get('version'),
-                                        d.get('architecture'), d.get('num_threads'))
-             for d in threadpool_info() if d.get('user_api') == 'blas']
-    return ', '.join(found) or 'unknown'
 
 
 # ---------------------------------------------------------------------------
@@ -167,14 +139,9 @@ def child(args):
         threadpool_limits(nt)
     except ImportError:
         pass
-    clock = time.perf_counter
-    if args.clock == 'cpu':
-        if nt == 1:
-            clock = time.thread_time
-        else:
-            print('  (--clock cpu needs one thread: wall-clock time is used)')
+    clock = machine.timing_clock(args.clock, nt)
     info = kernels.kernel_info()
-    print('  numpy %s, BLAS: %s' % (np.__version__, blas_description()))
+    print('  numpy %s, BLAS: %s' % (np.__version__, machine.blas_description()))
     print('  xnor kernels: %s path, OpenMP %s, %d thread(s)'
           % (info['isa'], 'on' if info['openmp'] else 'off', info['num_threads']), flush=True)
     results = []
@@ -262,15 +229,11 @@ def main(argv=None):
     if args.child is not None:
         return child(args)
 
-    cores = usable_cores()
-    threads = args.threads or sorted({1, cores})
-    print('machine: %s, %d usable cores (%d logical CPUs), %s, Python %s'
-          % (cpu_model(), cores, os.cpu_count() or 0, platform.machine(),
-             platform.python_version()))
+    threads = args.threads or sorted({1, machine.usable_cores()})
+    print(machine.describe_machine(cores=True))
     status = 0
     for nt in threads:
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(nt), OMP_NUM_THREADS=str(nt),
-                   MKL_NUM_THREADS=str(nt))
+        env = machine.thread_env(nt)
         print('\n%d thread(s) for numpy and the XNOR kernels: median of %d interleaved '
               'repeats, %s time' % (nt, args.repeat,
                                     'CPU' if args.clock == 'cpu' and nt == 1 else 'wall-clock'),

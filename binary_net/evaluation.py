@@ -289,8 +289,7 @@ def main(dataset, argv=None):
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print('error: %s' % message, file=sys.stderr)
+        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)

@@ -814,8 +814,7 @@ def run(args):
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print('error: %s' % message, file=sys.stderr)
+        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
         return EXIT_ERROR
     print('Model: %s (%s network, %s)' % (args.model, spec.get('name', '?'), contents))
     print('Calibration: first %d %s training images' % (n_calib, dataset))

@@ -24,6 +24,11 @@ class ModelFileError(Exception):
     """A model file is missing, truncated, foreign or does not fit the network."""
 
 
+def first_line(error):
+    """The first line of an exception's message, or its type's name if it has none."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``.
 
@@ -120,8 +125,7 @@ def load_model(path):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
         raise ModelFileError('%s is not a readable .npz model (truncated or corrupt?): %s'
-                             % (path, str(error).splitlines()[0] if str(error) else
-                                type(error).__name__))
+                             % (path, first_line(error)))
     spec, extra = None, {}
     if comment.startswith(COMMENT_PREFIX):
         try:

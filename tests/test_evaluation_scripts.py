@@ -3,21 +3,17 @@
 Each script runs in a subprocess on tiny datasets written in the official formats
 into a temporary PYLEARN2_DATA_PATH, with small random-weight models.
 """
-import gzip
 import os
 import pickle
 import re
-import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import scipy.io
 
 from binary_net import datasets, inference, modelfile, networks
+from helpers import REPO, run_python, write_mnist
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TEST = {'mnist': 30, 'cifar10': 25, 'svhn': 22}
 N_TRAIN = {'mnist': 40, 'cifar10': 40, 'svhn': 35}
 SPECS = {
@@ -31,23 +27,6 @@ LAST_LINE = re.compile(r'^Test error: \d+\.\d\d% \((\d+) images, mode (\w+)\)$')
 # ---------------------------------------------------------------------------
 # Tiny datasets in the official formats
 # ---------------------------------------------------------------------------
-
-def _write_idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    header = b'\x00\x00\x08' + bytes([array.ndim]) + struct.pack('>%dI' % array.ndim, *array.shape)
-    with gzip.open(path + '.gz', 'wb') as stream:
-        stream.write(header + array.tobytes())
-
-
-def write_mnist(root, rng):
-    directory = os.path.join(root, 'mnist')
-    os.makedirs(directory)
-    for prefix, count in (('train', N_TRAIN['mnist']), ('t10k', N_TEST['mnist'])):
-        _write_idx(os.path.join(directory, prefix + '-images-idx3-ubyte'),
-                   rng.randint(0, 256, size=(count, 28, 28)))
-        _write_idx(os.path.join(directory, prefix + '-labels-idx1-ubyte'),
-                   rng.randint(0, 10, size=count))
-
 
 def write_cifar10(root, rng):
     directory = os.path.join(root, 'cifar10', 'cifar-10-batches-py')
@@ -93,7 +72,7 @@ def env(tmp_path_factory):
     """Data root, models and subprocess environment shared by the tests."""
     rng = np.random.RandomState(42)
     root = str(tmp_path_factory.mktemp('data'))
-    write_mnist(root, rng)
+    write_mnist(root, rng, N_TRAIN['mnist'], N_TEST['mnist'])
     write_cifar10(root, rng)
     write_svhn(root, rng)
     models = str(tmp_path_factory.mktemp('models'))
@@ -111,8 +90,7 @@ def env(tmp_path_factory):
 
 def run_script(env, dataset, *args):
     script = os.path.join(REPO, 'test', '%s_test.py' % dataset)
-    return subprocess.run([sys.executable, script] + list(args), cwd=REPO, env=env['env'],
-                          capture_output=True, text=True, timeout=300)
+    return run_python([script] + list(args), env=env['env'])
 
 
 def expected_last_line(env, dataset, model, n, mode='float', **options):

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,9 +17,9 @@ import pytest
 from binary_net import datasets, export, integer, modelfile
 from binary_net.__main__ import main
 from binary_net.inference import fold
+from helpers import run_python
 from test_integer import fitted_mnist, get_case
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CC = shutil.which(os.environ.get('CC') or 'gcc')
 CFLAGS = ['-std=c99', '-pedantic', '-Wall', '-Wextra', '-Werror', '-O2']
 
@@ -122,8 +121,7 @@ def test_bad_names_are_refused():
 
 
 def export_command(*args, env=None):
-    return subprocess.run([sys.executable, '-m', 'binary_net', 'export'] + list(args),
-                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    return run_python(['-m', 'binary_net', 'export'] + list(args), env=env)
 
 
 @needs_cc

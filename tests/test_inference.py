@@ -12,30 +12,9 @@ import pytest
 from binary_net import inference, networks
 from binary_net.inference import fold, quantize
 from binary_net.modelfile import ModelFileError
+from helpers import RandomCase, variants_spec
 
 WIDE = dict(input_bits=48, input_frac=40, param_bits=48, act_bits=48)
-
-
-def unit_images(rng, n, shape):
-    """Images as the scripts feed them: random 8-bit pixels scaled to [-1, 1]."""
-    return (rng.randint(0, 256, size=(n,) + tuple(shape)).astype(np.float32)
-            / np.float32(255.) * np.float32(2.) - np.float32(1.))
-
-
-def variants_spec():
-    """A small network exercising the options the reference networks leave out."""
-    flipped = networks.xnor_conv(6, filter_size=3, stride=2, pad=0)
-    flipped['flip_filters'] = False
-    real_input = networks.xnor_conv(5, filter_size=3, binary_input=False)
-    real_input.update(filter_size=[3, 2], pad=[1, 0])
-    layers = [networks.conv(4, nonlinearity='rectify'),
-              flipped, networks.batch_norm(),
-              real_input, networks.max_pool(),
-              networks.xnor_dense(12, bias_before_scaling=True), networks.batch_norm(),
-              networks.xnor_dense(8, binary_input=False, scale_weights=False),
-              networks.dropout(),
-              networks.dense(5, 'softmax')]
-    return networks.make_spec('variants', (None, 2, 11, 11), layers, 'cross_entropy')
 
 
 SPECS = {
@@ -44,41 +23,6 @@ SPECS = {
     'svhn': lambda: networks.svhn_spec(filters=(8, 8, 16, 16, 16, 16), dense_units=32),
     'variants': variants_spec,
 }
-
-
-def random_model(spec, X, rng):
-    """Random weights in [-1, 1] and batch-norm statistics fitted to what reaches each
-    batch norm on X (then perturbed), so that every sign downstream is non-trivial."""
-    values = []
-    by_layer = {}
-    for number, kind, name, shape in inference.expected_param_shapes(spec):
-        by_layer.setdefault(number, []).append((kind, name, shape))
-    for number, arrays in sorted(by_layer.items()):
-        kind = arrays[0][0]
-        if kind == 'batch_norm':
-            prefix = dict(spec, layers=spec['layers'][:number - 1])
-            h = fold(prefix, values).predict_scores(X).astype(np.float64)
-            axes = (0, 2, 3) if h.ndim == 4 else (0,)
-            mean, std = h.mean(axis=axes), h.std(axis=axes) + 1e-3
-            size = mean.shape
-            values += [rng.uniform(-0.3, 0.3, size),                    # beta
-                       rng.uniform(0.5, 1.5, size),                     # gamma
-                       mean + 0.3 * std * rng.standard_normal(size),    # mean
-                       rng.uniform(0.7, 1.3, size) / std]               # inv_std
-            continue
-        W = None
-        for _, name, shape in arrays:
-            if name == 'W':
-                W = value = rng.uniform(-1, 1, shape).astype(np.float32)
-            elif name == 'b':
-                value = rng.uniform(-0.3, 0.3, shape)
-            elif name == 'beta_filter':
-                value = np.full(shape, 1.0 / np.prod(shape))
-            else:  # xalpha
-                value = np.abs(W).reshape(len(W), -1).mean(axis=1) if W.ndim == 4 \
-                    else np.abs(W).mean(axis=0)
-            values.append(np.asarray(value, dtype=np.float32))
-    return [np.asarray(v, dtype=np.float32) for v in values]
 
 
 def theano_scores(spec, values, X):
@@ -94,16 +38,11 @@ def theano_scores(spec, values, X):
     return theano.function([x], output)(X)
 
 
-class Case:
+class Case(RandomCase):
+    """Random weights in [-1, 1], batch-norm statistics fitted to X_calib; 48 test images."""
+
     def __init__(self, key):
-        self.key = key
-        rng = np.random.RandomState(sum(map(ord, key)))
-        self.spec = SPECS[key]()
-        shape = self.spec['input_shape'][1:]
-        self.X_calib = unit_images(rng, 64, shape)
-        self.X = unit_images(rng, 48, shape)
-        self.values = random_model(self.spec, self.X_calib, rng)
-        self.net = fold(self.spec, self.values)
+        super().__init__(key, SPECS[key](), 48, float32=True)
         self.float_scores = self.net.predict_scores(self.X)
 
 

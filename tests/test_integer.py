@@ -5,10 +5,9 @@ with batch-norm statistics fitted to what reaches each batch norm, or, for the
 accuracy check on real MNIST, ``fitted_mnist_model`` (a quickly *fitted*, not
 gradient-trained, reference MNIST network; see its docstring).
 """
+import functools
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,54 +16,12 @@ import scipy.linalg
 from binary_net import datasets, inference, integer, modelfile, networks
 from binary_net.inference import fold
 from binary_net.integer import requantize
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO, RandomCase, prefix_output, run_python, unit_images, variants_spec
 
 
 # ---------------------------------------------------------------------------
 # Models (shared with test_export.py)
 # ---------------------------------------------------------------------------
-
-def unit_images(rng, n, shape):
-    """Random 8-bit images scaled to [-1, 1] as the scripts do."""
-    return datasets.to_unit_range(rng.randint(0, 256, size=(n,) + tuple(shape)))
-
-
-def _prefix_output(spec, values, number, X):
-    """What reaches spec layer ``number`` (1-based) for images X, in float mode."""
-    prefix = dict(spec, layers=spec['layers'][:number - 1])
-    return fold(prefix, values).predict_scores(X).astype(np.float64)
-
-
-def random_model(spec, X, rng):
-    """Random weights; every batch norm normalizes what reaches it on X (perturbed a
-    little), so that the signs downstream are balanced and informative."""
-    values = []
-    for number, entry in enumerate(spec['layers'], 1):
-        shapes = [(name, shape) for n, _, name, shape in inference.expected_param_shapes(spec)
-                  if n == number]
-        if entry['type'] == 'batch_norm':
-            h = _prefix_output(spec, values, number, X)
-            axes = (0, 2, 3) if h.ndim == 4 else (0,)
-            mean, std = h.mean(axis=axes), h.std(axis=axes) + 1e-3
-            size = mean.shape
-            values += [rng.uniform(-0.2, 0.2, size), rng.uniform(0.7, 1.3, size),
-                       mean + 0.2 * std * rng.standard_normal(size), 1.0 / std]
-            continue
-        W = None
-        for name, shape in shapes:
-            if name == 'W':
-                W = value = rng.uniform(-1, 1, shape)
-            elif name == 'b':
-                value = rng.uniform(-0.2, 0.2, shape)
-            elif name == 'beta_filter':
-                value = np.full(shape, 1.0 / np.prod(shape))
-            else:  # xalpha
-                value = np.abs(W).reshape(len(W), -1).mean(axis=1) if W.ndim == 4 \
-                    else np.abs(W).mean(axis=0)
-            values.append(value)
-    return [np.asarray(v, dtype=np.float32) for v in values]
-
 
 def fitted_mnist_model(spec, X, y, rng):
     """Weights for ``mnist_spec`` fitted in a second, without gradient training.
@@ -83,7 +40,7 @@ def fitted_mnist_model(spec, X, y, rng):
         kind = entry['type']
         if kind in ('max_pool', 'dropout'):
             continue
-        h = _prefix_output(spec, values, number, X).reshape(n, -1)
+        h = prefix_output(spec, values, number, X).reshape(n, -1)
         last = number == len(spec['layers'])
         if kind == 'xnor_dense':
             units = entry['num_units']
@@ -111,24 +68,6 @@ def fitted_mnist_model(spec, X, y, rng):
     return [np.asarray(v, dtype=np.float32) for v in values]
 
 
-def variants_spec():
-    """Options the reference networks leave out: a real-valued XNOR input, bias
-    before scaling, no alpha, stride 2 without padding, unflipped filters,
-    rectify and a final softmax."""
-    unflipped = networks.xnor_conv(6, filter_size=3, stride=2, pad=0)
-    unflipped['flip_filters'] = False
-    real_input = networks.xnor_conv(5, filter_size=3, binary_input=False)
-    real_input.update(filter_size=[3, 2], pad=[1, 0])
-    layers = [networks.conv(4, nonlinearity='rectify'),
-              unflipped, networks.batch_norm(),
-              real_input, networks.max_pool(),
-              networks.xnor_dense(12, bias_before_scaling=True), networks.batch_norm(),
-              networks.xnor_dense(8, binary_input=False, scale_weights=False),
-              networks.dropout(),
-              networks.dense(5, 'softmax')]
-    return networks.make_spec('variants', (None, 2, 11, 11), layers, 'cross_entropy')
-
-
 SMALL_SPECS = {
     'mnist': lambda: networks.mnist_spec(num_units=64),
     'cifar10': lambda: networks.cifar10_spec(filters=(8, 8, 16, 16, 32, 32), dense_units=32),
@@ -136,27 +75,18 @@ SMALL_SPECS = {
 }
 
 
-class Case:
+class Case(RandomCase):
     """A small calibrated network with random weights, and random test images."""
 
     def __init__(self, key):
-        rng = np.random.RandomState(sum(map(ord, key)))
-        self.key = key
-        self.spec = SMALL_SPECS[key]()
-        shape = self.spec['input_shape'][1:]
-        self.X_calib = unit_images(rng, 64, shape)
-        self.X = unit_images(rng, 40, shape)
-        self.values = random_model(self.spec, self.X_calib, rng)
-        self.net = fold(self.spec, self.values).calibrate(self.X_calib)
+        super().__init__(key, SMALL_SPECS[key](), 40, spread=0.2, gamma=(0.7, 1.3),
+                         jitter_inv_std=False)
+        self.net.calibrate(self.X_calib)
 
 
-_CASES = {}
-
-
+@functools.lru_cache(maxsize=None)
 def get_case(key):
-    if key not in _CASES:
-        _CASES[key] = Case(key)
-    return _CASES[key]
+    return Case(key)
 
 
 @pytest.fixture(params=sorted(SMALL_SPECS))
@@ -299,10 +229,8 @@ def test_evaluation_script_reports_int_mode(mnist_root, tmp_path):
     spec, values, net, X, y = fitted_mnist(mnist_root)
     path = str(tmp_path / 'fitted.npz')
     modelfile.save_model(path, values, spec)
-    result = subprocess.run([sys.executable, os.path.join(REPO, 'test', 'mnist_test.py'),
-                             '--model', path, '--mode', 'int', '--no', '500',
-                             '--data-path', mnist_root],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_python([os.path.join(REPO, 'test', 'mnist_test.py'), '--model', path,
+                         '--mode', 'int', '--no', '500', '--data-path', mnist_root])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert any(re.match(r'^Mode: int \(int8 Q0\.7 input, int16', line) for line in lines), lines

@@ -65,15 +65,22 @@ def ref_dense(X, W, b, binary_input=True, scale_input=True, scale_weights=True,
     return nonlinearity(out) if nonlinearity else out
 
 
+def ref_padded_and_kernel(Xin, Wb, pad, flip):
+    """The zero-padded input and the filters as correlated with it (flipped if flip)."""
+    n, c, rows, cols = Xin.shape
+    ph, pw = pad
+    Xp = np.zeros((n, c, rows + 2 * ph, cols + 2 * pw))
+    Xp[:, :, ph:ph + rows, pw:pw + cols] = Xin
+    return Xp, (Wb[:, :, ::-1, ::-1] if flip else Wb)
+
+
 def ref_conv_product(Xin, Wb, stride, pad, flip):
     """sum over channels and window of padded input times filter, explicit loops."""
     n, c, rows, cols = Xin.shape
     F, _, fh, fw = Wb.shape
     sh, sw = stride
     ph, pw = pad
-    Wk = Wb[:, :, ::-1, ::-1] if flip else Wb
-    Xp = np.zeros((n, c, rows + 2 * ph, cols + 2 * pw))
-    Xp[:, :, ph:ph + rows, pw:pw + cols] = Xin
+    Xp, Wk = ref_padded_and_kernel(Xin, Wb, pad, flip)
     out_rows = (rows + 2 * ph - fh) // sh + 1
     out_cols = (cols + 2 * pw - fw) // sw + 1
     out = np.zeros((n, F, out_rows, out_cols))
@@ -119,9 +126,7 @@ def ref_conv_backward(Xin, Wb, C, stride, pad, flip):
     F, _, fh, fw = Wb.shape
     sh, sw = stride
     ph, pw = pad
-    Wk = Wb[:, :, ::-1, ::-1] if flip else Wb
-    Xp = np.zeros((n, c, rows + 2 * ph, cols + 2 * pw))
-    Xp[:, :, ph:ph + rows, pw:pw + cols] = Xin
+    Xp, Wk = ref_padded_and_kernel(Xin, Wb, pad, flip)
     dXp = np.zeros_like(Xp)
     dWk = np.zeros_like(Wk)
     for b in range(n):

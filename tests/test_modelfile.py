@@ -12,6 +12,7 @@ import lasagne
 
 from binary_net import modelfile, networks
 from binary_net.modelfile import ModelFileError, check_shapes, load_model, save_model
+from helpers import assert_one_line_error
 
 
 def tiny_spec():
@@ -33,13 +34,6 @@ def random_values(params, seed):
             r = np.abs(r) + 0.5
         values.append(r.astype(v.dtype))
     return values
-
-
-def assert_one_line_error(excinfo, *fragments):
-    message = str(excinfo.value)
-    assert message and '\n' not in message, repr(message)
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -11,6 +10,9 @@ import pytest
 from binary_net import datasets, modelfile, networks, training
 
 SPEC = networks.mnist_spec(num_units=128, dropout_p=0.2)
+# training.fit settings of the checkpoint tests: no progress bar, no log.
+QUIET_FIT = dict(batch_size=100, lr_start=3e-3, lr_end=3e-5, progress=False,
+                 log=lambda line: None)
 
 
 @pytest.fixture(scope='module')
@@ -48,8 +50,7 @@ def test_one_epoch_on_real_mnist_learns(trainer, initial_state, splits, tmp_path
 
 
 def test_resume_continues_exactly(trainer, initial_state, splits, tmp_path):
-    kwargs = dict(batch_size=100, lr_start=3e-3, lr_end=3e-5, progress=False,
-                  log=lambda line: None, epochs=3)
+    kwargs = dict(QUIET_FIT, epochs=3)
     _fresh_state(trainer, *initial_state)
     straight = training.fit(trainer, splits, str(tmp_path / 'a.npz'), **kwargs)
     straight_params = trainer.param_values()
@@ -86,17 +87,20 @@ def test_resume_continues_exactly(trainer, initial_state, splits, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_resume_refuses_other_settings(trainer, initial_state, splits, tmp_path):
+def _fit_one_epoch(trainer, initial_state, splits, path):
+    """From the initial state, train one epoch with QUIET_FIT, saving to path."""
     _fresh_state(trainer, *initial_state)
+    training.fit(trainer, splits, path, epochs=1, **QUIET_FIT)
+
+
+def test_resume_refuses_other_settings(trainer, initial_state, splits, tmp_path):
     path = str(tmp_path / 'c.npz')
-    kwargs = dict(batch_size=100, lr_start=3e-3, lr_end=3e-5, progress=False,
-                  log=lambda line: None)
-    training.fit(trainer, splits, path, epochs=1, **kwargs)
+    _fit_one_epoch(trainer, initial_state, splits, path)
     with pytest.raises(training.TrainingError, match='epochs'):
-        training.fit(trainer, splits, path, epochs=5, resume=True, **kwargs)
+        training.fit(trainer, splits, path, epochs=5, resume=True, **QUIET_FIT)
     with pytest.raises(training.TrainingError, match='no checkpoint'):
         training.fit(trainer, splits, str(tmp_path / 'none.npz'), epochs=1, resume=True,
-                     **kwargs)
+                     **QUIET_FIT)
 
 
 def test_same_seed_gives_same_model(trainer, initial_state, splits):
@@ -114,16 +118,13 @@ def test_same_seed_gives_same_model(trainer, initial_state, splits):
 
 
 def test_nan_loss_stops_and_keeps_last_good_model(trainer, initial_state, splits, tmp_path):
-    _fresh_state(trainer, *initial_state)
     path = str(tmp_path / 'n.npz')
-    kwargs = dict(batch_size=100, lr_start=3e-3, lr_end=3e-5, progress=False,
-                  log=lambda line: None)
-    training.fit(trainer, splits, path, epochs=1, **kwargs)
+    _fit_one_epoch(trainer, initial_state, splits, path)
     saved = open(path, 'rb').read()
     poisoned = splits._replace(X_train=splits.X_train.copy())
     poisoned.X_train[:] = np.nan
     with pytest.raises(training.TrainingError, match='NaN at epoch 1, batch 1'):
-        training.fit(trainer, poisoned, path, epochs=1, **kwargs)
+        training.fit(trainer, poisoned, path, epochs=1, **QUIET_FIT)
     assert open(path, 'rb').read() == saved
 
 

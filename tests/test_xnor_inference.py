@@ -4,64 +4,22 @@ load_packed, ``python -m binary_net pack``) and the model summary (binary_net.su
 No Theano: networks are folded from random arrays with numpy only. The xnor mode must
 give the float mode's scores bit for bit, hence the same predictions.
 """
-import gzip
+import functools
 import json
 import os
-import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from binary_net import inference, kernels, modelfile, networks, summary, xnor
 from binary_net.modelfile import ModelFileError, load_packed, save_packed
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import (REPO, RandomCase, assert_one_line_error, random_model, run_python,
+                     unit_images, write_mnist)
 
 
 # ---------------------------------------------------------------------------
 # Networks with random weights
 # ---------------------------------------------------------------------------
-
-def unit_images(rng, n, shape):
-    """Random 8-bit images scaled to [-1, 1], as the evaluation scripts feed them."""
-    return (rng.randint(0, 256, size=(n,) + tuple(shape)).astype(np.float32)
-            / np.float32(255.) * np.float32(2.) - np.float32(1.))
-
-
-def random_model(spec, X, rng):
-    """Random weights, with each batch norm's statistics fitted to what reaches it on X
-    (then perturbed), so that the signs after every batch norm are mixed."""
-    values = []
-    by_layer = {}
-    for number, kind, name, shape in inference.expected_param_shapes(spec):
-        by_layer.setdefault(number, []).append((kind, name, shape))
-    for number, arrays in sorted(by_layer.items()):
-        if arrays[0][0] == 'batch_norm':
-            prefix = dict(spec, layers=spec['layers'][:number - 1])
-            h = inference.fold(prefix, values).predict_scores(X).astype(np.float64)
-            axes = (0, 2, 3) if h.ndim == 4 else (0,)
-            mean, std = h.mean(axis=axes), h.std(axis=axes) + 1e-3
-            size = mean.shape
-            values += [rng.uniform(-0.3, 0.3, size), rng.uniform(0.5, 1.5, size),
-                       mean + 0.3 * std * rng.standard_normal(size),
-                       rng.uniform(0.7, 1.3, size) / std]
-            continue
-        W = None
-        for _, name, shape in arrays:
-            if name == 'W':
-                W = value = rng.uniform(-1, 1, shape)
-            elif name == 'b':
-                value = rng.uniform(-0.3, 0.3, shape)
-            elif name == 'beta_filter':
-                value = np.full(shape, 1.0 / np.prod(shape))
-            else:  # xalpha
-                value = np.abs(W).reshape(len(W), -1).mean(axis=1) if W.ndim == 4 \
-                    else np.abs(W).mean(axis=0)
-            values.append(value)
-    return [np.asarray(v, dtype=np.float32) for v in values]
-
 
 def odd_spec():
     """Odd sizes: 65 channels (two words), non-square filters, stride 2, padding,
@@ -91,25 +49,17 @@ SPECS = {
 }
 
 
-class Case:
+class Case(RandomCase):
+    """Random weights, batch-norm statistics fitted to X_calib; 40 test images."""
+
     def __init__(self, key):
-        rng = np.random.RandomState(sum(map(ord, key)))
-        self.spec = SPECS[key]()
-        shape = self.spec['input_shape'][1:]
-        self.X_fit = unit_images(rng, 64, shape)
-        self.X = unit_images(rng, 40, shape)
-        self.values = random_model(self.spec, self.X_fit, rng)
-        self.net = inference.fold(self.spec, self.values)
+        super().__init__(key, SPECS[key](), 40)
         self.float_scores = self.net.predict_scores(self.X)
 
 
-_CASES = {}
-
-
+@functools.lru_cache(maxsize=None)
 def get_case(key):
-    if key not in _CASES:
-        _CASES[key] = Case(key)
-    return _CASES[key]
+    return Case(key)
 
 
 @pytest.fixture(params=sorted(SPECS))
@@ -230,8 +180,8 @@ def test_packed_round_trip_gives_identical_scores_in_every_mode(case, tmp_path):
             assert sorted(op.params) == ['alpha', 'b']  # signs and alpha, no real W
     for mode in ('float', 'xnor'):
         np.testing.assert_array_equal(net.predict_scores(case.X, mode=mode), case.float_scores)
-    case.net.calibrate(case.X_fit)
-    net.calibrate(case.X_fit)
+    case.net.calibrate(case.X_calib)
+    net.calibrate(case.X_calib)
     np.testing.assert_array_equal(net.predict_scores(case.X, mode='fixed'),
                                   case.net.predict_scores(case.X, mode='fixed'))
     # Saving the folded network (with its calibration) gives the same file contents.
@@ -278,13 +228,6 @@ def packed_file(tmp_path_factory):
     return path
 
 
-def one_line(excinfo, *fragments):
-    message = str(excinfo.value)
-    assert message and '\n' not in message, repr(message)
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
-
-
 def test_truncated_and_foreign_packed_files_give_one_line_errors(packed_file, tmp_path):
     raw = open(packed_file, 'rb').read()
     for cut in (len(raw) // 2, len(raw) - 10, 100):
@@ -294,22 +237,22 @@ def test_truncated_and_foreign_packed_files_give_one_line_errors(packed_file, tm
         assert not modelfile.is_packed(truncated)
         with pytest.raises(ModelFileError) as error:
             load_packed(truncated)
-        one_line(error, truncated, 'truncated or corrupt')
+        assert_one_line_error(error, truncated, 'truncated or corrupt')
     text = str(tmp_path / 'notes.txt')
     with open(text, 'w') as f:
         f.write('hello\n' * 100)
     with pytest.raises(ModelFileError) as error:
         load_packed(text)
-    one_line(error, 'not a readable packed model')
+    assert_one_line_error(error, 'not a readable packed model')
     unpacked = str(tmp_path / 'plain.npz')
     case = get_case('mnist')
     modelfile.save_model(unpacked, case.values, case.spec)
     with pytest.raises(ModelFileError) as error:
         load_packed(unpacked)
-    one_line(error, 'not a packed binary_net model', 'python -m binary_net pack')
+    assert_one_line_error(error, 'not a packed binary_net model', 'python -m binary_net pack')
     with pytest.raises(ModelFileError) as error:
         load_packed(str(tmp_path / 'missing.npz'))
-    one_line(error, 'not found')
+    assert_one_line_error(error, 'not found')
 
 
 def test_tampered_packed_files_give_one_line_errors(packed_file, tmp_path):
@@ -327,18 +270,18 @@ def test_tampered_packed_files_give_one_line_errors(packed_file, tmp_path):
 
     with pytest.raises(ModelFileError) as error:
         load_packed(write('shape.npz', {'op0_bits': arrays['op0_bits'][:, :5]}))
-    one_line(error, 'op 0 (xnor_dense) array bits', 'expected uint64 (72, 13)')
+    assert_one_line_error(error, 'op 0 (xnor_dense) array bits', 'expected uint64 (72, 13)')
     with pytest.raises(ModelFileError) as error:
         load_packed(write('version.npz', header_changes={'version': 99}))
-    one_line(error, 'version 99')
+    assert_one_line_error(error, 'version 99')
     with pytest.raises(ModelFileError) as error:
         load_packed(write('foreign.npz', header_changes={'format': 'other'}))
-    one_line(error, 'not a packed-model header')
+    assert_one_line_error(error, 'not a packed-model header')
     lacking = str(tmp_path / 'lacking.npz')
     np.savez(lacking, **{name: a for name, a in arrays.items() if name != 'op2_alpha'})
     with pytest.raises(ModelFileError) as error:
         load_packed(lacking)
-    one_line(error, lacking, 'op 2 (xnor_dense) lacks its array alpha')
+    assert_one_line_error(error, lacking, 'op 2 (xnor_dense) lacks its array alpha')
 
 
 # ---------------------------------------------------------------------------
@@ -402,11 +345,6 @@ def test_summary_of_the_reference_mnist_network():
 # Commands and the evaluation script, in subprocesses
 # ---------------------------------------------------------------------------
 
-def run_python(args, env=None, **kwargs):
-    return subprocess.run([sys.executable] + args, cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300, **kwargs)
-
-
 def test_pack_and_summary_commands(tmp_path):
     case = get_case('mnist')
     model, packed = str(tmp_path / 'm.npz'), str(tmp_path / 'm.packed.npz')
@@ -435,22 +373,9 @@ def test_pack_and_summary_commands(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith('error: ')
 
 
-def write_idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    header = b'\x00\x00\x08' + bytes([array.ndim]) + struct.pack('>%dI' % array.ndim, *array.shape)
-    with gzip.open(path + '.gz', 'wb') as stream:
-        stream.write(header + array.tobytes())
-
-
 def test_mnist_script_in_xnor_mode_on_plain_and_packed_files(tmp_path):
     rng = np.random.RandomState(7)
-    directory = tmp_path / 'data' / 'mnist'
-    directory.mkdir(parents=True)
-    for prefix, count in (('train', 20), ('t10k', 45)):
-        write_idx(str(directory / (prefix + '-images-idx3-ubyte')),
-                  rng.randint(0, 256, size=(count, 28, 28)))
-        write_idx(str(directory / (prefix + '-labels-idx1-ubyte')),
-                  rng.randint(0, 10, size=count))
+    write_mnist(str(tmp_path / 'data'), rng, n_train=20, n_test=45)
     case = get_case('mnist')
     model, packed = str(tmp_path / 'm.npz'), str(tmp_path / 'm.packed.npz')
     modelfile.save_model(model, case.values, case.spec)

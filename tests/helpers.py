@@ -1,0 +1,146 @@
+"""Helpers shared by the unit tests: random networks, tiny datasets, subprocesses.
+
+A plain module: the tests import it as ``from helpers import ...`` (pytest puts
+tests/, which has no ``__init__.py``, on ``sys.path``).
+"""
+import gzip
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+
+from binary_net import datasets, inference, networks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------
+# Networks with random weights
+# ---------------------------------------------------------------------------
+
+def unit_images(rng, n, shape):
+    """Random 8-bit images scaled to [-1, 1], as the evaluation scripts feed them."""
+    return datasets.to_unit_range(rng.randint(0, 256, size=(n,) + tuple(shape)))
+
+
+def variants_spec():
+    """Options the reference networks leave out: a real-valued XNOR input, bias
+    before scaling, no alpha, stride 2 without padding, unflipped filters,
+    rectify and a final softmax."""
+    unflipped = networks.xnor_conv(6, filter_size=3, stride=2, pad=0)
+    unflipped['flip_filters'] = False
+    real_input = networks.xnor_conv(5, filter_size=3, binary_input=False)
+    real_input.update(filter_size=[3, 2], pad=[1, 0])
+    layers = [networks.conv(4, nonlinearity='rectify'),
+              unflipped, networks.batch_norm(),
+              real_input, networks.max_pool(),
+              networks.xnor_dense(12, bias_before_scaling=True), networks.batch_norm(),
+              networks.xnor_dense(8, binary_input=False, scale_weights=False),
+              networks.dropout(),
+              networks.dense(5, 'softmax')]
+    return networks.make_spec('variants', (None, 2, 11, 11), layers, 'cross_entropy')
+
+
+def prefix_output(spec, values, number, X):
+    """What reaches spec layer ``number`` (1-based) for images X, in float mode."""
+    prefix = dict(spec, layers=spec['layers'][:number - 1])
+    return inference.fold(prefix, values).predict_scores(X).astype(np.float64)
+
+
+def random_model(spec, X, rng, spread=0.3, gamma=(0.5, 1.5), jitter_inv_std=True,
+                 float32=False):
+    """Random weights in [-1, 1], with each batch norm's statistics fitted to what
+    reaches it on X, then perturbed, so that the signs downstream are mixed.
+
+    Biases and batch-norm betas are uniform in [-spread, spread], the means are
+    moved by ``spread`` standard deviations times a normal draw, gammas are
+    uniform in ``gamma``; inv_std is 1 / std, times a uniform factor in
+    [0.7, 1.3] if ``jitter_inv_std``. Alpha is the mean |W|. With ``float32``
+    every non-batch-norm array is made float32 as soon as it is drawn (alpha is
+    then taken from the float32 W); the result is float32 in any case.
+    """
+    values = []
+    by_layer = {}
+    for number, kind, name, shape in inference.expected_param_shapes(spec):
+        by_layer.setdefault(number, []).append((kind, name, shape))
+    for number, arrays in sorted(by_layer.items()):
+        if arrays[0][0] == 'batch_norm':
+            h = prefix_output(spec, values, number, X)
+            axes = (0, 2, 3) if h.ndim == 4 else (0,)
+            mean, std = h.mean(axis=axes), h.std(axis=axes) + 1e-3
+            size = mean.shape
+            values += [rng.uniform(-spread, spread, size),                 # beta
+                       rng.uniform(gamma[0], gamma[1], size),              # gamma
+                       mean + spread * std * rng.standard_normal(size),    # mean
+                       (rng.uniform(0.7, 1.3, size) if jitter_inv_std else 1.0) / std]
+            continue
+        W = None
+        for _, name, shape in arrays:
+            if name == 'W':
+                W = value = rng.uniform(-1, 1, shape)
+                if float32:
+                    W = value = W.astype(np.float32)
+            elif name == 'b':
+                value = rng.uniform(-spread, spread, shape)
+            elif name == 'beta_filter':
+                value = np.full(shape, 1.0 / np.prod(shape))
+            else:  # xalpha
+                value = np.abs(W).reshape(len(W), -1).mean(axis=1) if W.ndim == 4 \
+                    else np.abs(W).mean(axis=0)
+            values.append(np.asarray(value, dtype=np.float32) if float32 else value)
+    return [np.asarray(v, dtype=np.float32) for v in values]
+
+
+class RandomCase:
+    """A network with random weights (``random_model``) folded for inference, 64
+    calibration images ``X_calib`` and ``n_images`` test images ``X``; the random
+    numbers are seeded by ``key``."""
+
+    def __init__(self, key, spec, n_images, **model_options):
+        rng = np.random.RandomState(sum(map(ord, key)))
+        self.key = key
+        self.spec = spec
+        shape = spec['input_shape'][1:]
+        self.X_calib = unit_images(rng, 64, shape)
+        self.X = unit_images(rng, n_images, shape)
+        self.values = random_model(spec, self.X_calib, rng, **model_options)
+        self.net = inference.fold(spec, self.values)
+
+
+# ---------------------------------------------------------------------------
+# Errors, files and subprocesses
+# ---------------------------------------------------------------------------
+
+def assert_one_line_error(excinfo, *fragments):
+    """The exception's message is one non-empty line holding every fragment."""
+    message = str(excinfo.value)
+    assert message and '\n' not in message, repr(message)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def write_idx(path, array):
+    """Write ``path``.gz in MNIST's IDX format (unsigned bytes)."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = b'\x00\x00\x08' + bytes([array.ndim]) + struct.pack('>%dI' % array.ndim, *array.shape)
+    with gzip.open(path + '.gz', 'wb') as stream:
+        stream.write(header + array.tobytes())
+
+
+def write_mnist(root, rng, n_train, n_test):
+    """A tiny random MNIST in pylearn2's layout under ``root`` (root/mnist is created)."""
+    directory = os.path.join(root, 'mnist')
+    os.makedirs(directory)
+    for prefix, count in (('train', n_train), ('t10k', n_test)):
+        write_idx(os.path.join(directory, prefix + '-images-idx3-ubyte'),
+                  rng.randint(0, 256, size=(count, 28, 28)))
+        write_idx(os.path.join(directory, prefix + '-labels-idx1-ubyte'),
+                  rng.randint(0, 10, size=count))
+
+
+def run_python(args, env=None, **kwargs):
+    """``python ARGS`` in the repository, output captured as text, 300 s at most."""
+    return subprocess.run([sys.executable] + list(args), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300, **kwargs)
