@@ -135,3 +135,8 @@ def conv_input_scale(x, box, stride, pad):
     # A shared box filter is not broadcastable, so neither is K's channel axis;
     # declare it so K broadcasts against the (batch, filters, ...) product.
     return T.addbroadcast(K, 1)
+
+
+# Compiled functions compute these expressions with fused C ops (one pass for
+# sign(W) and alpha, ...); importing the module registers that graph rewrite.
+from . import theano_ops  # noqa: E402,F401

@@ -24,7 +24,7 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DropoutLayer
 
-from . import datasets, modelfile, networks, objectives, updates
+from . import datasets, modelfile, networks, objectives, theano_ops, updates
 
 CHECKPOINT_VERSION = 1
 
@@ -89,7 +89,9 @@ class Trainer:
         # Optimizer state (Adam's moments and step counters): everything updated
         # that is not a network parameter. Saved in checkpoints for exact resume.
         self.optimizer_state = [v for v in self.updates if v not in set(self.params)]
-        self._train = theano.function([inputs, targets], train_loss, updates=self.updates)
+        # Called thousands of times: compiled to keep its buffers between calls.
+        self._train = theano_ops.function([inputs, targets], train_loss,
+                                          updates=self.updates)
 
         test_out = lasagne.layers.get_output(self.network, deterministic=True)
         errors = T.sum(T.neq(T.argmax(test_out, axis=1),

@@ -1,0 +1,251 @@
+"""The fused C ops of binary_net.theano_ops against numpy, and the graph rewrite.
+
+Every op must compute exactly what the Theano expression it replaces computes
+(the rewrite is only allowed to change speed), so most checks are bitwise.
+"""
+import numpy as np
+import pytest
+import theano
+import theano.tensor as T
+
+from binary_net import binarize, theano_ops
+from binary_net.theano_ops import AbsSum, FastElemwise, Scale, XnorDot
+
+SHAPES = [(1, 1), (3, 5), (7, 1), (1, 9), (64, 64), (65, 257), (300, 17), (513, 700)]
+
+
+def ops_in(f):
+    return [node.op for node in f.maker.fgraph.toposort()]
+
+
+def compile_plain(inputs, outputs):
+    with theano_ops.enabled(False):
+        return theano.function(inputs, outputs)
+
+
+def compile_fused(inputs, outputs):
+    with theano_ops.enabled(True):
+        return theano.function(inputs, outputs)
+
+
+def awkward(rng, shape, dtype):
+    """Values with exact zeros, negative zeros, ones and large magnitudes."""
+    x = rng.randn(*shape) * rng.choice([1e-3, 1, 50], size=shape)
+    flat = x.reshape(-1)
+    flat[::7] = 0.0
+    flat[3::11] = -0.0
+    flat[5::13] = np.sign(flat[5::13] + 0.5)
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('axis', [0, 1])
+def test_abs_sum_equals_theano_sum_of_abs(dtype, axis):
+    x = T.matrix(dtype=dtype)
+    expr = T.sum(abs(x), axis=axis, acc_dtype='float64')
+    plain = compile_plain([x], expr)
+    fused = compile_fused([x], expr)
+    assert any(isinstance(op, AbsSum) for op in ops_in(fused))
+    assert not any(isinstance(op, AbsSum) for op in ops_in(plain))
+    rng = np.random.RandomState(0)
+    for shape in SHAPES:
+        X = awkward(rng, shape, dtype)
+        got, want = fused(X), plain(X)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got, np.abs(X.astype(np.float64)).sum(axis=axis),
+                                   rtol=1e-6)
+
+
+@pytest.mark.parametrize('axis', [0, 1])
+def test_sign_and_alpha_come_from_one_pass(axis):
+    W = T.matrix()
+    sign = binarize.sign(W)
+    alpha = T.mean(abs(W), axis=axis)
+    plain = compile_plain([W], [sign, alpha])
+    fused = compile_fused([W], [sign, alpha])
+    fused_ops = ops_in(fused)
+    assert any(isinstance(op, AbsSum) and op.with_sign for op in fused_ops)
+    assert not any(isinstance(getattr(op, 'scalar_op', None), binarize._ScalarSign)
+                   for op in fused_ops)
+    rng = np.random.RandomState(1)
+    for shape in SHAPES:
+        X = awkward(rng, shape, theano.config.floatX)
+        (s1, a1), (s2, a2) = fused(X), plain(X)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(a1, a2)
+        np.testing.assert_array_equal(s1, np.where(X >= 0, 1, -1))   # sign(-0.0) = +1
+
+
+def test_gradients_are_those_of_the_straightforward_graph():
+    """theano.grad is taken before the rewrite: the fused graph computes the same
+    gradients, through sign (straight-through) and alpha alike."""
+    W = T.matrix()
+    C = T.matrix()
+    loss = T.sum(binarize.sign(W) * C) + T.sum(binarize.weight_scale(W) * C[0])
+    grad = theano.grad(loss, W)
+    plain = compile_plain([W, C], grad)
+    fused = compile_fused([W, C], grad)
+    rng = np.random.RandomState(2)
+    X = awkward(rng, (6, 5), theano.config.floatX)
+    Cv = rng.randn(6, 5).astype(theano.config.floatX)
+    np.testing.assert_array_equal(fused(X, Cv), plain(X, Cv))
+
+
+def test_abs_sum_gradient():
+    for op in (AbsSum(0), AbsSum(1)):
+        theano.gradient.verify_grad(op, [np.random.RandomState(3).randn(4, 3) + 0.3],
+                                    rng=np.random.RandomState(4))
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_xnor_dot_is_exact(dtype):
+    a, b = T.matrix(dtype=dtype), T.matrix(dtype=dtype)
+    f = theano.function([a, b], XnorDot()(a, b))
+    rng = np.random.RandomState(5)
+    for m, k, n in [(1, 1, 1), (3, 5, 7), (2, 63, 65), (5, 64, 64), (7, 65, 129),
+                    (4, 200, 3), (100, 784, 300), (9, 1000, 130)]:
+        A = np.where(rng.rand(m, k) < 0.5, -1, 1).astype(dtype)
+        B = np.where(rng.rand(k, n) < 0.5, -1, 1).astype(dtype)
+        got = f(A, B)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, A.astype(np.float64) @ B)
+        # non-contiguous operands
+        np.testing.assert_array_equal(f(np.asfortranarray(A), B[:, ::-1]),
+                                      A.astype(np.float64) @ B[:, ::-1])
+
+
+def test_binary_forward_product_uses_xnor_dot():
+    x, W = T.matrix(), T.matrix()
+    out = T.dot(binarize.sign(x), binarize.sign(W)) * binarize.weight_scale(W)
+    fused = compile_fused([x, W], out)
+    plain = compile_plain([x, W], out)
+    assert any(isinstance(op, XnorDot) for op in ops_in(fused))
+    rng = np.random.RandomState(6)
+    X = awkward(rng, (10, 130), theano.config.floatX)
+    Wv = awkward(rng, (130, 70), theano.config.floatX)
+    np.testing.assert_array_equal(fused(X, Wv), plain(X, Wv))
+
+
+def test_real_valued_products_stay_blas():
+    x, W = T.matrix(), T.matrix()
+    fused = compile_fused([x, W], T.dot(x, binarize.sign(W)))
+    assert not any(isinstance(op, XnorDot) for op in ops_in(fused))
+
+
+def test_scale():
+    x, s = T.matrix(), T.scalar()
+    f = theano.function([x, s], Scale()(x, s))
+    X = awkward(np.random.RandomState(7), (33, 65), theano.config.floatX)
+    s_value = np.asarray(0.1, dtype=theano.config.floatX)
+    np.testing.assert_array_equal(f(X, s_value), s_value * X)
+
+
+def test_duplicated_gemm_is_shared():
+    """Theano folds a constant into a second copy of a GEMM whose result is used
+    elsewhere too; the rewrite computes the GEMM once and scales it."""
+    a, b = T.matrix(), T.matrix()
+    d = T.dot(a, b)
+    outs = [0.1 * d, T.sqr(d)]
+    plain = compile_plain([a, b], outs)
+    fused = compile_fused([a, b], outs)
+    count = lambda f, name: sum(type(op).__name__ == name for op in ops_in(f))  # noqa: E731
+    assert count(plain, 'Dot22Scalar') == 1 and count(plain, 'Dot22') == 1
+    assert count(fused, 'Dot22Scalar') == 0 and count(fused, 'Dot22Into') == 1
+    rng = np.random.RandomState(8)
+    A = rng.randn(40, 30).astype(theano.config.floatX)
+    B = rng.randn(30, 20).astype(theano.config.floatX)
+    for got, want in zip(fused(A, B), plain(A, B)):
+        np.testing.assert_array_equal(got, want)
+
+
+ELEMWISE_CASES = [
+    # (expression builder, input dtypes)
+    (lambda x, y, s: T.clip(x + (-73.9 * s * y) / (0.5 * (1e-8 + T.sqrt(abs(y)))), -1, 1),
+     ('float32', 'float32', 'float32')),
+    (lambda x, y, s: 0.9 * x + 0.1 * y * s, ('float64', 'float64', 'float64')),
+    (lambda x, y, s: T.cast(T.lt(x, y), 'float32') * s, ('float32', 'float32', 'float32')),
+    (lambda x, y, s: x * T.cast(y, 'float32') + s, ('float32', 'int32', 'float32')),
+    (lambda x, y, s: T.switch(T.ge(x, 0), x, y) * s, ('float32', 'float32', 'float32')),
+]
+
+
+@pytest.mark.parametrize('case', range(len(ELEMWISE_CASES)))
+def test_fast_elemwise_matches_theano(case):
+    build, dtypes = ELEMWISE_CASES[case]
+    x = T.matrix(dtype=dtypes[0])
+    y = T.matrix(dtype=dtypes[1])
+    s = T.scalar(dtype=dtypes[2])
+    expr = build(x, y, s)
+    plain = compile_plain([x, y, s], expr)
+    fused = compile_fused([x, y, s], expr)
+    assert any(isinstance(op, FastElemwise) for op in ops_in(fused))
+    rng = np.random.RandomState(9)
+    for shape in [(1, 1), (3, 4), (1000, 300), (0, 5)]:
+        X = awkward(rng, shape, dtypes[0]) if shape[0] else np.zeros(shape, dtypes[0])
+        Y = (rng.randn(*shape) * 3).astype(dtypes[1])
+        S = np.asarray(0.7, dtype=dtypes[2])
+        np.testing.assert_array_equal(fused(X, Y, S), plain(X, Y, S))
+        # non-contiguous operands take the same path through a contiguous copy
+        if shape[0] > 1:
+            np.testing.assert_array_equal(fused(X[::-1], Y[::-1], S), plain(X[::-1], Y[::-1], S))
+
+
+def test_fast_elemwise_in_place_update_of_shared_variable():
+    rng = np.random.RandomState(10)
+    start = rng.uniform(-1, 1, (300, 200)).astype(theano.config.floatX)
+    results = []
+    for fused in (False, True):
+        W = theano.shared(start.copy())
+        g = T.matrix()
+        with theano_ops.enabled(fused):
+            f = theano_ops.function([g], [], updates=[(W, T.clip(W - 0.3 * g, -1, 1))])
+        for step in range(3):
+            f(np.full((300, 200), 0.5 * (step + 1), dtype=theano.config.floatX))
+        results.append(W.get_value())
+        if fused:
+            assert any(isinstance(op, FastElemwise) and op.destroy_map for op in ops_in(f))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_fast_elemwise_rejects_mismatched_shapes_like_theano():
+    x, y = T.matrix(), T.matrix()
+    fused = compile_fused([x, y], x * y + 1)
+    with pytest.raises(ValueError):
+        fused(np.ones((3, 4), theano.config.floatX), np.ones((4, 3), theano.config.floatX))
+
+
+def test_switch_off():
+    x = T.matrix()
+    expr = T.sum(abs(x), axis=0, acc_dtype='float64')
+    with theano_ops.enabled(False):
+        assert not theano_ops.is_enabled()
+        f = theano.function([x], expr)
+    assert theano_ops.is_enabled()
+    assert not any(isinstance(op, AbsSum) for op in ops_in(f))
+    mode = theano.compile.get_default_mode().excluding('binary_net_fused')
+    g = theano.function([x], expr, mode=mode)
+    assert not any(isinstance(op, AbsSum) for op in ops_in(g))
+
+
+def test_clipped_update_and_its_alpha_come_from_one_pass():
+    """binary_updates' W <- clip(W + step) and xalpha <- mean |W| (per column)."""
+    results = []
+    for fused in (False, True):
+        W = theano.shared(np.linspace(-1.2, 1.2, 513 * 300).reshape(513, 300)
+                          .astype(theano.config.floatX))
+        xalpha = theano.shared(np.zeros(300, dtype=theano.config.floatX))
+        g = T.matrix()
+        new_W = T.clip(W - 0.37 * g / (1e-3 + T.sqrt(abs(g))), -1, 1)
+        with theano_ops.enabled(fused):
+            f = theano_ops.function([g], [], updates=[(W, new_W),
+                                                      (xalpha, binarize.weight_scale(new_W))])
+        for step in range(3):
+            f(np.random.RandomState(step).randn(513, 300).astype(theano.config.floatX))
+        results.append((W.get_value(), xalpha.get_value()))
+        if fused:
+            ops = ops_in(f)
+            assert any(isinstance(op, FastElemwise) and op.abs_sum_of is not None for op in ops)
+            assert not any(isinstance(op, AbsSum) for op in ops)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
