@@ -44,6 +44,7 @@ import machine
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CIFAR_EPOCH_IMAGES = 45000
+MNIST_EPOCH_IMAGES = 50000
 NETS = {'xnor': ('MNIST XNOR MLP 784-4096x3-10', 100),
         'float': ('MNIST float twin (dense layers)', 100),
         'cifar': ('CIFAR-10 XNOR net', 50)}
@@ -330,8 +331,12 @@ def report(results, args):
         r = results[t]
         lines = []
         if 'theano_xnor' in r and 'theano_float' in r:
-            lines.append('XNOR/float images/s ratio %.3f' % (
-                r['theano_xnor']['images_per_s'] / r['theano_float']['images_per_s']))
+            xnor_epoch = MNIST_EPOCH_IMAGES / r['theano_xnor']['images_per_s']
+            float_epoch = MNIST_EPOCH_IMAGES / r['theano_float']['images_per_s']
+            lines.append('XNOR/float images/s ratio %.3f' % (float_epoch / xnor_epoch))
+            lines.append('MNIST epoch (%d images) XNOR %.0f s, float %.0f s, ratio %.2f'
+                         % (MNIST_EPOCH_IMAGES, xnor_epoch, float_epoch,
+                            xnor_epoch / float_epoch))
         for net in args.nets:
             if 'plain_' + net in r:
                 lines.append('%s fused/straightforward %.2fx' % (
