@@ -60,12 +60,10 @@ from theano import gof
 from theano.tensor import blas
 from theano.tensor.elemwise import Elemwise, Sum
 
-# OpenMP threads that spin after a parallel loop steal the core from numpy's
-# OpenBLAS threads, which run the GEMMs between the loops (2 cores: up to 30%
-# slower, and erratic). Let them sleep instead, unless the user chose otherwise.
-# libgomp reads this when it is first loaded, i.e. with the first compiled op.
-if 'OMP_WAIT_POLICY' not in os.environ and 'GOMP_SPINCOUNT' not in os.environ:
-    os.environ['OMP_WAIT_POLICY'] = 'PASSIVE'
+from . import kernels
+
+# libgomp reads its wait policy when first loaded, i.e. with the first compiled op.
+kernels.prefer_sleeping_openmp_threads()
 
 _enabled = os.environ.get('BINARY_NET_FUSED', '1').strip().lower() not in ('0', 'false', 'no', 'off')
 
