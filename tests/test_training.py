@@ -186,3 +186,27 @@ def test_train_script_end_to_end(repo_root, mnist_root, tmp_path):
     assert os.path.exists(model)
     log = os.path.join(repo_root, 'logs', 'mnist_train.log')
     assert 'Epoch 1/1' in open(log).read()
+
+
+@pytest.mark.parametrize('dataset, arrays', [('cifar10', 62), ('svhn', 66)])
+def test_conv_trainers_run_on_official_format_files(dataset, arrays, repo_root, tmp_path):
+    """CIFAR-10 and SVHN trainers: one epoch on tiny files in the official formats."""
+    import test_evaluation_scripts as official
+    rng = np.random.RandomState(0)
+    root = str(tmp_path / 'data')
+    if dataset == 'cifar10':
+        official.write_cifar10(root, rng)
+    else:
+        official.write_svhn(root, rng)
+    model = str(tmp_path / (dataset + '.npz'))
+    result = subprocess.run(
+        [sys.executable, os.path.join(repo_root, 'train', dataset + '_train.py'),
+         '--data-path', root, '--epochs', '1', '--batch-size', '10', '--valid-size', '20',
+         '--filters', '4', '4', '8', '8', '8', '8', '--dense-units', '16',
+         '--model-out', model, '--no-progress'],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert 'Epoch 1/1' in result.stdout
+    values, spec, extra = modelfile.load_model(model)
+    assert len(values) == arrays and spec['name'] == dataset
+    assert values[0].shape == (4, 3, 3, 3)
