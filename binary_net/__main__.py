@@ -17,7 +17,8 @@ COMMANDS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m binary_net', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m binary_net',
+                                     description='Tools that work on saved models.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, (module, help_text) in COMMANDS.items():
         commands.add_parser(name, help=help_text, description=help_text)
