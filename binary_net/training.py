@@ -97,7 +97,8 @@ class Trainer:
         errors = T.sum(T.neq(T.argmax(test_out, axis=1),
                              T.argmax(targets, axis=1) if targets.ndim == 2 else targets))
         self._evaluate = theano.function([inputs, targets],
-                                         [self._loss(test_out, targets), errors])
+                                         [self._loss(test_out, targets), errors],
+                                         mode=theano_ops.fused_mode())
 
     def _loss(self, predictions, targets):
         if self.loss_name == 'squared_hinge':
