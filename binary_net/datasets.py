@@ -449,6 +449,73 @@ def to_unit_range(X):
     return np.asarray(X, dtype=np.float32) / np.float32(255.) * np.float32(2.) - np.float32(1.)
 
 
+def to_unit_range_original(X, name):
+    """Scale 8-bit pixels to [-1, 1] exactly as the original theano-xnor-net did.
+
+    Its loader (``cnn_utils.load_data``) read pylearn2's float32 datasets: MNIST as
+    ``X / 255`` then ``* 2.0 - 1.0`` (the same float32 values as
+    :func:`to_unit_range`), CIFAR-10 and SVHN as ``X * (2.0 / 255) - 1.0``, which is
+    1 ulp away from ``X / 255 * 2 - 1`` for many pixel values.
+
+    Parameters
+    ----------
+    X : array_like
+        Pixels in 0..255.
+    name : str
+        The dataset.
+
+    Returns
+    -------
+    float32 numpy.ndarray, same shape.
+    """
+    if name in ('mnist', 'fashion-mnist'):
+        return to_unit_range(X)
+    return np.asarray(X, dtype=np.float32) * np.float32(2.0 / 255) - np.float32(1.0)
+
+
+PIXEL_SCALINGS = ('default', 'original')
+
+
+def scale_pixels(X, scaling='default', name=None):
+    """Scale 8-bit pixels to [-1, 1] as a network was trained.
+
+    Parameters
+    ----------
+    X : array_like
+    scaling : {'default', 'original'}
+        :func:`to_unit_range`, or :func:`to_unit_range_original` (files of the
+        original theano-xnor-net).
+    name : str or None
+        The dataset (needed for 'original').
+    """
+    if scaling == 'original':
+        return to_unit_range_original(X, name)
+    if scaling not in (None, 'default'):
+        raise DatasetError('unknown pixel scaling %r; choose one of %s'
+                           % (scaling, ', '.join(PIXEL_SCALINGS)))
+    return to_unit_range(X)
+
+
+def relabel(y, labels='default'):
+    """Labels in a network's class numbering.
+
+    Parameters
+    ----------
+    y : int array
+        Labels as this module loads them (SVHN: the digit, 0..9).
+    labels : {'default', 'svhn_mat_minus_one'}
+        'svhn_mat_minus_one' is the original's (pylearn2's) SVHN numbering: the .mat
+        label minus 1, so digits 1..9 are classes 0..8 and digit 0 is class 9.
+    """
+    y = np.asarray(y)
+    if labels == 'svhn_mat_minus_one':
+        return (y - 1) % NUM_CLASSES
+    if labels not in (None, 'default'):
+        raise DatasetError("unknown label numbering %r; choose 'default' or "
+                           "'svhn_mat_minus_one'" % (labels,))
+    return y
+
+
 def hinge_targets(y, num_classes=NUM_CLASSES):
     """One-hot targets in {-1, +1} for the squared hinge loss.
 

@@ -53,6 +53,8 @@ class EvaluationError(Exception):
 def reference_spec(dataset, values):
     """The reference network of ``dataset`` with its widths read from position-only arrays.
 
+    A position-only file is the original theano-xnor-net's: the description is
+    marked with its inference conventions (:func:`modelfile.original_conventions`).
     Walks :func:`binary_net.networks.REFERENCE_SPECS` ``[dataset]()`` over the arrays
     in file order; each dense layer takes its ``num_units`` from ``W.shape[1]`` and
     each convolution its ``num_filters`` from ``W.shape[0]`` where that array has the
@@ -70,7 +72,7 @@ def reference_spec(dataset, values):
     """
     from . import networks  # imports Theano; only position-only files need it
 
-    spec = networks.REFERENCE_SPECS[dataset]()
+    spec = modelfile.original_conventions(networks.REFERENCE_SPECS[dataset]())
     position = 0
     for entry in spec['layers']:
         rule = _WIDTH_FROM_W.get(entry['type'])
@@ -213,8 +215,12 @@ def _describe_mode(mode, options, calibration_size):
                options['act_bits'], options['rounding'].replace('_', ' '), calibration_size))
 
 
-def evaluate(network, X, y, mode='float', batch_size=100, progress=True, **options):
+def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset=None,
+             **options):
     """Count the errors of ``network`` on uint8 images ``X`` with labels ``y``.
+
+    Pixels are scaled as the network was trained (``network.pixel_scaling``, see
+    :func:`datasets.scale_pixels`); ``y`` must already follow ``network.labels``.
 
     Returns
     -------
@@ -226,7 +232,8 @@ def evaluate(network, X, y, mode='float', batch_size=100, progress=True, **optio
     with tqdm(total=len(X), unit='img', file=sys.stderr, disable=not progress,
               desc='%s test' % mode) as bar:
         for start in range(0, len(X), batch_size):
-            batch = datasets.to_unit_range(X[start:start + batch_size])
+            batch = datasets.scale_pixels(X[start:start + batch_size], network.pixel_scaling,
+                                          dataset)
             predicted = network.predict(batch, mode, **options)
             errors += int(np.sum(predicted != y[start:start + batch_size]))
             bar.update(len(batch))
@@ -246,7 +253,7 @@ def run(dataset, args, parser):
                               % (n, dataset, len(X_test)))
     if n == 0:
         raise EvaluationError('the %s test set is empty' % dataset)
-    X_test, y_test = X_test[:n], y_test[:n]
+    X_test, y_test = X_test[:n], datasets.relabel(y_test[:n], network.labels)
     calibration_size = 0
     if args.mode in ('fixed', 'int'):
         X_train = data['train'][0]
@@ -254,11 +261,13 @@ def run(dataset, args, parser):
         if calibration_size == 0:
             raise EvaluationError('%s mode calibrates on training images, but the %s '
                                   'training set is empty' % (args.mode, dataset))
-        network.calibrate(datasets.to_unit_range(X_train[:calibration_size]))
+        network.calibrate(datasets.scale_pixels(X_train[:calibration_size],
+                                                network.pixel_scaling, dataset))
     del data
     print('Mode: %s' % _describe_mode(args.mode, options, calibration_size))
     start = time.time()
-    errors = evaluate(network, X_test, y_test, args.mode, args.batch_size, **options)
+    errors = evaluate(network, X_test, y_test, args.mode, args.batch_size, dataset=dataset,
+                      **options)
     elapsed = time.time() - start
     print('Accuracy: %.2f%% (%d of %d correct)' % (100.0 * (n - errors) / n, n - errors, n))
     print('Time: %.2f s (%.3f ms per image)' % (elapsed, 1000.0 * elapsed / n))

@@ -1,0 +1,267 @@
+"""The original theano-xnor-net's model files load by position and predict as it did.
+
+The files here are built in the original's exact array layout, derived in this test
+from the original's layer definitions (its ``train/*_train.py``: the parameter order
+of its Lasagne layers ``W, b, beta_filter, xalpha`` / ``W, b, xalpha`` / ``beta,
+gamma, mean, inv_std``, with ``beta_filter`` of shape (F, C, fh, fw) filled with
+1 / (C * fh * fw)), not from this package's networks. Their labels are checked
+against a numpy re-implementation of the original's test scripts' forward pass
+(``test/xnornet_layers.py``, ``test/inf_layers.py``, ``test/inf_utils.py``) written
+here: stored ``xalpha``, the dense bias added before K * alpha, the batch norm
+folded as ``-mean * inv_std * gamma + beta``, pixels ``X * (2.0 / 255) - 1.0``.
+"""
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from binary_net import datasets, evaluation, inference, modelfile, networks
+
+# ---------------------------------------------------------------------------
+# The original's layer definitions, as lists of (kind, settings)
+# ---------------------------------------------------------------------------
+
+
+def original_layers(dataset, units=4096, filters=None, dense_units=1024):
+    """The layer sequence of the original's construct_* functions (test scripts)."""
+    if dataset == 'mnist':
+        layers = [('xdense', units)]
+        for _ in range(2):
+            layers += [('bn',), ('xdense', units), ('dropout',)]
+        return layers + [('dense', 10), ('bn',)]
+    f = filters or ((128, 128, 256, 256, 512, 512) if dataset == 'cifar10'
+                    else (64, 64, 128, 128, 256, 256))
+    layers = [('conv', f[0]), ('bn',), ('xconv', f[1]), ('pool',), ('bn',),
+              ('xconv', f[2]), ('bn',), ('xconv', f[3]), ('pool',), ('bn',),
+              ('xconv', f[4]), ('bn',), ('xconv', f[5]), ('pool',), ('bn',),
+              ('xdense', dense_units), ('bn',), ('xdense', dense_units), ('bn',)]
+    if dataset == 'cifar10':
+        return layers + [('dense_softmax', 10)]
+    return layers + [('dense', 10), ('bn',)]
+
+
+def original_shapes(dataset, **widths):
+    """(name, shape) of every array of an original model file, in file order.
+
+    The order is lasagne.layers.get_all_params: layer by layer, each layer's params in
+    add_param order (Conv2DLayer/DenseLayer: W, b; the XNOR layers then add
+    beta_filter (F, C, fh, fw) and xalpha; BatchNormLayer: beta, gamma, mean, inv_std).
+    """
+    shape = (1, 28, 28) if dataset == 'mnist' else (3, 32, 32)
+    out = []
+    for layer in original_layers(dataset, **widths):
+        kind = layer[0]
+        if kind in ('conv', 'xconv'):
+            F, C = layer[1], shape[0]
+            out += [('W', (F, C, 3, 3)), ('b', (F,))]
+            if kind == 'xconv':
+                out += [('beta_filter', (F, C, 3, 3)), ('xalpha', (F,))]
+            shape = (F,) + shape[1:]
+        elif kind in ('xdense', 'dense', 'dense_softmax'):
+            n_in = int(np.prod(shape))
+            out += [('W', (n_in, layer[1])), ('b', (layer[1],))]
+            if kind == 'xdense':
+                out.append(('xalpha', (layer[1],)))
+            shape = (layer[1],)
+        elif kind == 'bn':
+            out += [(name, (shape[0],)) for name in ('beta', 'gamma', 'mean', 'inv_std')]
+        elif kind == 'pool':
+            shape = (shape[0], shape[1] // 2, shape[2] // 2)
+    return out
+
+
+def original_file_values(dataset, rng, **widths):
+    """Arrays of a trained-looking original file: xalpha one step behind W, real biases."""
+    values = []
+    for name, shape in original_shapes(dataset, **widths):
+        if name == 'W':
+            value = W = rng.uniform(-1, 1, shape)
+        elif name == 'beta_filter':
+            value = np.ones(shape, dtype=np.float32) / (shape[1] * shape[2] * shape[3])
+        elif name == 'xalpha':
+            previous = np.clip(W + rng.normal(0, 0.15, W.shape), -1, 1)  # one step behind
+            axes = (1, 2, 3) if W.ndim == 4 else 0
+            value = np.abs(previous).mean(axis=axes)
+        elif name == 'b':
+            value = rng.normal(0, 0.5, shape)
+        elif name in ('beta', 'mean'):
+            value = rng.normal(0, 0.3, shape)
+        else:  # gamma, inv_std
+            value = rng.uniform(0.5, 1.5, shape)
+        values.append(np.asarray(value, dtype=np.float32))
+    return values
+
+
+# ---------------------------------------------------------------------------
+# The original's forward pass (float mode of its test scripts), in numpy
+# ---------------------------------------------------------------------------
+
+def sign(x):
+    return np.where(x >= 0, 1, -1).astype(np.float32)
+
+
+def true_conv(x, w, pad):
+    """Theano's conv2d (filters flipped), zero padding ``pad``, stride 1, float32."""
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = sliding_window_view(x, w.shape[2:], axis=(2, 3))   # N, C, H, W, fh, fw
+    return np.einsum('nchwrs,fcrs->nfhw', windows, w[:, :, ::-1, ::-1],
+                     optimize=True).astype(np.float32)
+
+
+def original_forward(dataset, values, pixels, **widths):
+    """Scores of the original's test script (float mode) for uint8 images."""
+    if dataset == 'mnist':
+        x = (pixels.astype(np.float32) / np.float32(255.)) * 2.0 - 1.0
+    else:
+        x = pixels.astype(np.float32) * (2.0 / 255) - 1.0
+    x = x.astype(np.float32)
+    arrays = iter(values)
+    for layer in original_layers(dataset, **widths):
+        kind = layer[0]
+        if kind == 'conv':
+            W, b = next(arrays), next(arrays)
+            x = true_conv(x, W, 1) + b[None, :, None, None]
+        elif kind == 'xconv':
+            W, b, beta_filter, xalpha = (next(arrays) for _ in range(4))
+            K = true_conv(np.abs(x), beta_filter, beta_filter.shape[-1] // 2)
+            x = true_conv(sign(x), sign(W), 1) * K * xalpha[None, :, None, None] \
+                + b[None, :, None, None]
+        elif kind == 'xdense':
+            W, b, xalpha = next(arrays), next(arrays), next(arrays)
+            x = x.reshape(len(x), -1)
+            beta = np.mean(np.abs(x), axis=1)
+            x = (sign(x) @ sign(W) + b) * beta[:, None] * xalpha
+        elif kind in ('dense', 'dense_softmax'):
+            W, b = next(arrays), next(arrays)
+            x = x.reshape(len(x), -1) @ W + b
+            if kind == 'dense_softmax':
+                e = np.exp(x - x.max(axis=1, keepdims=True))
+                x = e / e.sum(axis=1, keepdims=True)
+        elif kind == 'bn':
+            beta, gamma, mean, inv_std = (next(arrays) for _ in range(4))
+            scale, sub = gamma * inv_std, -mean * inv_std * gamma + beta
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            x = x * scale.reshape(shape) + sub.reshape(shape)
+        elif kind == 'pool':
+            n, c, h, w = x.shape
+            x = x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        x = x.astype(np.float32)
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+SMALL = {'mnist': dict(units=256),
+         'cifar10': dict(filters=(16, 16, 32, 32, 64, 64), dense_units=128),
+         'svhn': dict(filters=(8, 8, 16, 16, 32, 32), dense_units=64)}
+N_IMAGES = {'mnist': 300, 'cifar10': 100, 'svhn': 100}
+
+
+@pytest.mark.parametrize('dataset', ['mnist', 'cifar10', 'svhn'])
+def test_full_size_original_layout_is_what_the_loader_expects(dataset):
+    """The original's exact array shapes at its full widths, e.g. CIFAR-10's
+    beta_filter (128, 128, 3, 3), are the shapes the reference description needs."""
+    want = original_shapes(dataset)
+    values = [np.zeros(shape, np.float32) for _, shape in want]
+    spec = evaluation.reference_spec(dataset, values)
+    got = [(name, shape) for _, _, name, shape in inference.expected_param_shapes(spec)]
+    assert got == want
+    assert len(want) == {'mnist': 23, 'cifar10': 62, 'svhn': 66}[dataset]
+    if dataset == 'cifar10':
+        assert want[8] == ('beta_filter', (128, 128, 3, 3))
+
+
+@pytest.fixture(scope='module', params=['mnist', 'cifar10', 'svhn'])
+def original_file(request, tmp_path_factory):
+    dataset = request.param
+    rng = np.random.RandomState({'mnist': 1, 'cifar10': 2, 'svhn': 3}[dataset])
+    values = original_file_values(dataset, rng, **SMALL[dataset])
+    path = str(tmp_path_factory.mktemp('orig') / ('%s_original.npz' % dataset))
+    np.savez(path, *values)   # exactly how the original's bnn_utils.train saved
+    shape = (1, 28, 28) if dataset == 'mnist' else (3, 32, 32)
+    pixels = rng.randint(0, 256, (N_IMAGES[dataset],) + shape).astype(np.uint8)
+    return dataset, path, values, pixels
+
+
+def predict_as_evaluation(dataset, path, pixels):
+    network, description = evaluation.load_network(path, dataset)
+    assert 'position-only file' in description
+    X = datasets.scale_pixels(pixels, network.pixel_scaling, dataset)
+    return network, network.predict(X), network.predict_scores(X)
+
+
+def test_original_file_predicts_what_the_original_predicts(original_file):
+    dataset, path, values, pixels = original_file
+    network, labels, scores = predict_as_evaluation(dataset, path, pixels)
+    want_scores = original_forward(dataset, values, pixels, **SMALL[dataset])
+    want = np.argmax(want_scores, axis=1)
+    np.testing.assert_array_equal(labels, want)
+    np.testing.assert_allclose(scores, want_scores, rtol=2e-4,
+                               atol=2e-4 * np.abs(want_scores).max())
+    # the other inference paths agree with float mode on these files
+    X = datasets.scale_pixels(pixels, network.pixel_scaling, dataset)
+    np.testing.assert_array_equal(network.predict(X, 'xnor'), labels)
+
+
+def test_this_packages_semantics_would_mispredict_them(original_file):
+    """The test can fail: recomputing alpha and adding the dense bias after the
+    scaling (this package's layers) changes labels on these files."""
+    dataset, path, values, pixels = original_file
+    _, labels, _ = predict_as_evaluation(dataset, path, pixels)
+    spec = networks.REFERENCE_SPECS[dataset](**({'num_units': SMALL[dataset]['units']}
+                                                if dataset == 'mnist' else SMALL[dataset]))
+    own = [v if v.ndim != 4 or name != 'beta_filter' else v[:1, :1] * v.shape[1]
+           for (name, _), v in zip(original_shapes(dataset, **SMALL[dataset]), values)]
+    theirs = inference.fold(spec, own).predict(datasets.to_unit_range(pixels))
+    assert np.sum(theirs != labels) > 0
+
+
+def test_packed_original_file_keeps_the_original_semantics(original_file, tmp_path):
+    dataset, path, values, pixels = original_file
+    network, labels, scores = predict_as_evaluation(dataset, path, pixels)
+    spec = evaluation.reference_spec(dataset, values)
+    packed = str(tmp_path / 'packed.npz')
+    modelfile.save_packed(packed, network, spec)
+    loaded, description = evaluation.load_network(packed, dataset)
+    assert loaded.pixel_scaling == 'original'
+    X = datasets.scale_pixels(pixels, loaded.pixel_scaling, dataset)
+    np.testing.assert_array_equal(loaded.predict_scores(X), scores)
+
+
+def test_original_beta_filter_must_be_its_averaging_filter(tmp_path):
+    rng = np.random.RandomState(5)
+    values = original_file_values('cifar10', rng, **SMALL['cifar10'])
+    values[8] = values[8] * np.float32(2)
+    path = str(tmp_path / 'odd.npz')
+    np.savez(path, *values)
+    with pytest.raises(modelfile.ModelFileError,
+                       match=r'xnor_conv layer 3 beta_filter is not the constant averaging '
+                             r'filter 1/\(C\*fh\*fw\)'):
+        evaluation.load_network(path, 'cifar10')
+
+
+def test_project_shaped_beta_filter_in_a_position_only_file_is_named():
+    values = original_file_values('cifar10', np.random.RandomState(6), **SMALL['cifar10'])
+    values[8] = np.full((1, 1, 3, 3), 1 / 9., np.float32)
+    spec = evaluation.reference_spec('cifar10', values)
+    with pytest.raises(modelfile.ModelFileError,
+                       match=r'arr_8 has shape \(1, 1, 3, 3\) but xnor_conv layer 3 needs '
+                             r'\(16, 16, 3, 3\) for beta_filter'):
+        inference.fold(spec, values)
+
+
+def test_original_pixel_scaling_and_svhn_labels():
+    pixels = np.arange(256, dtype=np.uint8)
+    got = datasets.scale_pixels(pixels, 'original', 'cifar10')
+    np.testing.assert_array_equal(got, pixels.astype(np.float32) * (2.0 / 255) - 1.0)
+    assert got.dtype == np.float32
+    assert np.mean(got != datasets.to_unit_range(pixels)) > 0.3  # 1 ulp apart, often
+    np.testing.assert_array_equal(datasets.scale_pixels(pixels, 'original', 'mnist'),
+                                  (pixels.astype(np.float32) / 255) * 2.0 - 1.0)
+    # SVHN .mat labels 1..10 (10 is the digit 0); this package loads the digit,
+    # the original used .mat label - 1
+    mat = np.arange(1, 11)
+    digits = mat % 10
+    np.testing.assert_array_equal(datasets.relabel(digits, 'svhn_mat_minus_one'), mat - 1)
+    np.testing.assert_array_equal(datasets.relabel(digits), digits)
