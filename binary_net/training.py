@@ -322,6 +322,13 @@ def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_o
     parser.add_argument('--resume', action='store_true',
                         help='continue from the checkpoint beside --model-out')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    parser.add_argument('--split', choices=datasets.SPLITS, default='default',
+                        help="'original': the original theano-xnor-net's data: MNIST and "
+                             "CIFAR-10 train on [0:40000] and validate on [40000:50000], SVHN "
+                             "trains on train+extra minus a class-balanced validation set of "
+                             "6,000 (RandomState(322)) with classes = .mat label - 1; pixels "
+                             "scaled as X * (2.0 / 255) - 1.0 (default: %(default)s: "
+                             "validation from the end of the training file)")
 
 
 def run_cli(description, spec, args, dataset, prepare_kwargs=None):
@@ -335,9 +342,12 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
         for flag in ('epochs', 'batch_size'):
             if getattr(args, flag) < 1:
                 raise ValueError('--%s must be at least 1' % flag.replace('_', '-'))
-        splits = datasets.prepare(dataset, data_path=args.data_path,
-                                  train_size=args.train_size, valid_size=args.valid_size,
-                                  **(prepare_kwargs or {}))
+        if getattr(args, 'split', 'default') == 'original':
+            spec, splits = original_data(spec, dataset, args, prepare_kwargs)
+        else:
+            splits = datasets.prepare(dataset, data_path=args.data_path,
+                                      train_size=args.train_size, valid_size=args.valid_size,
+                                      **(prepare_kwargs or {}))
         log('%s: %d training, %d validation, %d test images; %d epochs, batch %d, seed %d'
             % (description, len(splits.X_train), len(splits.X_valid), len(splits.X_test),
                args.epochs, args.batch_size, args.seed))
@@ -367,6 +377,23 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
                100 * (best['test_error'] or 0), args.model_out))
     log('Total time %.1fs' % (time.time() - started))
     return 0
+
+
+def original_data(spec, dataset, args, prepare_kwargs=None):
+    """``--split original``: the original's splits, and the spec marked with its
+    pixel scaling and class numbering so that evaluation reads the model the same way."""
+    if args.valid_size is not None:
+        raise ValueError('--valid-size does not apply to --split original (its validation '
+                         'set is fixed)')
+    if any((prepare_kwargs or {}).values()):
+        raise ValueError('--gcn and --zca are not part of the original\'s data; drop them '
+                         'or --split original')
+    splits = datasets.prepare_original(dataset, data_path=args.data_path,
+                                       train_size=args.train_size)
+    spec = dict(spec, pixel_scaling='original')
+    if dataset == 'svhn':
+        spec['labels'] = 'svhn_mat_minus_one'
+    return spec, splits
 
 
 def make_parser(description, **defaults):

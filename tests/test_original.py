@@ -10,6 +10,8 @@ against a numpy re-implementation of the original's test scripts' forward pass
 here: stored ``xalpha``, the dense bias added before K * alpha, the batch norm
 folded as ``-mean * inv_std * gamma + beta``, pixels ``X * (2.0 / 255) - 1.0``.
 """
+import os
+
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -265,3 +267,105 @@ def test_original_pixel_scaling_and_svhn_labels():
     digits = mat % 10
     np.testing.assert_array_equal(datasets.relabel(digits, 'svhn_mat_minus_one'), mat - 1)
     np.testing.assert_array_equal(datasets.relabel(digits), digits)
+
+
+# ---------------------------------------------------------------------------
+# --split original
+# ---------------------------------------------------------------------------
+
+def test_mnist_original_split(mnist_root):
+    splits = datasets.prepare_original('mnist', mnist_root)
+    X, y = datasets.load('mnist', mnist_root)['train']
+    assert (len(splits.X_train), len(splits.X_valid), len(splits.X_test)) == (40000, 10000, 10000)
+    np.testing.assert_array_equal(splits.X_train, (X[:40000] / np.float32(255)) * 2.0 - 1.0)
+    np.testing.assert_array_equal(splits.y_valid, y[40000:50000])
+    np.testing.assert_array_equal(splits.X_valid[-1], (X[49999] / np.float32(255)) * 2.0 - 1.0)
+    assert len(datasets.prepare_original('mnist', mnist_root, train_size=123).X_train) == 123
+
+
+def pylearn2_svhn_rows(mat_train, mat_extra, n_valid_train, n_valid_extra, which):
+    """pylearn2.datasets.svhn.SVHN.make_data's split, transcribed with Python sets.
+
+    Returns the row numbers (into train followed by extra) of ``which`` in its final
+    order; the pre-shuffle order of a set difference of ints is ascending, as in
+    Python 2 for these sizes.
+    """
+    rng = np.random.RandomState(322)
+    rows = []
+    for offset, mat, count in ((0, mat_train, n_valid_train),
+                               (len(mat_train), mat_extra, n_valid_extra)):
+        valid_index = []
+        for i in range(1, 11):
+            index = np.nonzero(mat.reshape(-1, 1) == i)[0]
+            rng.shuffle(index)
+            valid_index.append(index[:count])
+        valid_index = set(np.concatenate(valid_index).tolist())
+        train_index = sorted(set(range(len(mat))) - valid_index)
+        chosen = train_index if which == 'train' else sorted(valid_index)
+        rows += [offset + i for i in chosen]
+    index = list(range(len(rows)))
+    rng.shuffle(index)
+    return [rows[i] for i in index]
+
+
+def test_svhn_original_split_follows_pylearn2():
+    rng = np.random.RandomState(7)
+    mat_train = np.concatenate([np.arange(1, 11).repeat(6), rng.randint(1, 11, 40)])
+    mat_extra = np.concatenate([np.arange(1, 11).repeat(3), rng.randint(1, 11, 55)])
+    rng.shuffle(mat_train)
+    rng.shuffle(mat_extra)
+    digits = lambda mat: mat % 10  # noqa: E731  (what load_svhn gives)
+    train, valid = datasets.svhn_original_split(digits(mat_train), digits(mat_extra), (4, 2))
+    assert train.tolist() == pylearn2_svhn_rows(mat_train, mat_extra, 4, 2, 'train')
+    assert sorted(valid.tolist()) == sorted(pylearn2_svhn_rows(mat_train, mat_extra, 4, 2, 'valid'))
+    labels = np.concatenate([mat_train, mat_extra])
+    assert np.bincount(labels[valid[valid < len(mat_train)]])[1:].tolist() == [4] * 10
+    assert np.bincount(labels[valid[valid >= len(mat_train)]])[1:].tolist() == [2] * 10
+    assert len(train) + len(valid) == len(labels) and not set(train) & set(valid)
+    # the real files: 73,257 + 531,131 images, 6,000 for validation
+    assert 73257 + 531131 - 10 * sum(datasets.SVHN_VALID_PER_CLASS) == 598388
+    with pytest.raises(datasets.DatasetError, match='fewer than the 400'):
+        datasets.svhn_original_split(digits(mat_train), digits(mat_extra))
+
+
+def test_svhn_prepare_original_reads_train_and_extra(tmp_path, monkeypatch):
+    import scipy.io
+    rng = np.random.RandomState(8)
+    directory = tmp_path / 'SVHN' / 'format2'
+    directory.mkdir(parents=True)
+    mats = {}
+    for name, count in (('train', 50), ('extra', 40), ('test', 32)):
+        mat = np.concatenate([np.arange(1, 11).repeat(3), rng.randint(1, 11, count - 30)])
+        mats[name] = (rng.randint(0, 256, (32, 32, 3, count)).astype(np.uint8), mat)
+        scipy.io.savemat(str(directory / ('%s_32x32.mat' % name)),
+                         {'X': mats[name][0], 'y': mat.reshape(-1, 1).astype(np.uint8)})
+    monkeypatch.setattr(datasets, 'SVHN_VALID_PER_CLASS', (2, 1))
+    splits = datasets.prepare_original('svhn', str(tmp_path))
+    assert (len(splits.X_train), len(splits.X_valid), len(splits.X_test)) == (60, 30, 32)
+    X_all = np.concatenate([mats['train'][0], mats['extra'][0]], axis=3).transpose(3, 2, 0, 1)
+    y_all = np.concatenate([mats['train'][1], mats['extra'][1]])
+    rows = pylearn2_svhn_rows(mats['train'][1], mats['extra'][1], 2, 1, 'train')
+    np.testing.assert_array_equal(splits.y_train, y_all[rows] - 1)   # .mat label - 1
+    np.testing.assert_array_equal(splits.X_train,
+                                  X_all[rows].astype(np.float32) * (2.0 / 255) - 1.0)
+    np.testing.assert_array_equal(splits.y_test, mats['test'][1] - 1)
+    assert set(splits.y_test[mats['test'][1] == 10]) == {9}   # the digit 0 is class 9
+
+
+def test_trainer_split_original(repo_root, mnist_root, tmp_path):
+    import subprocess
+    import sys
+    model = str(tmp_path / 'orig_split.npz')
+    base = [sys.executable, os.path.join(repo_root, 'train', 'mnist_train.py'),
+            '--data-path', mnist_root, '--model-out', model, '--num-units', '32',
+            '--epochs', '1', '--train-size', '300', '--no-progress', '--split', 'original']
+    result = subprocess.run(base, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert '300 training, 10000 validation, 10000 test images' in result.stdout
+    spec = modelfile.load_model(model)[1]
+    assert spec['pixel_scaling'] == 'original'
+    result = subprocess.run(base + ['--valid-size', '100'], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'error: --valid-size does not apply to --split original (its validation set is fixed)']
