@@ -181,6 +181,12 @@ def build_parser(dataset):
     fixed.add_argument('--rounding', choices=inference.ROUNDINGS,
                        help='round to nearest, ties to even or away from zero (default: %s)'
                             % FIXED_DEFAULTS['rounding'])
+    fixed.add_argument('--fixed-preset', choices=('calibrated', 'original'), default=None,
+                       help="'calibrated' (default): the scheme above; 'original': the "
+                            "original theano-xnor-net's fixed point (its per-layer data and "
+                            "integer bits, 15-bit parameters, symmetric saturation; see "
+                            "binary_net.fixed_original); only --rounding applies to it "
+                            "(activations; default half_even as Theano >= 0.9)")
     fixed.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
                        metavar='N', help='calibrate activation ranges on the first N training '
                                          'images (default: %(default)s)')
@@ -189,6 +195,16 @@ def build_parser(dataset):
 
 def _mode_options(parser, args):
     """The options of args.mode; an error for options of other modes."""
+    preset = getattr(args, 'fixed_preset', None)
+    if preset is not None and args.mode != 'fixed':
+        parser.error('--fixed-preset applies to --mode fixed only, not to --mode %s' % args.mode)
+    if preset == 'original':
+        fixed_width = [name for name in MODE_OPTIONS['fixed']
+                       if name != 'rounding' and getattr(args, name, None) is not None]
+        if fixed_width:
+            parser.error('--%s does not apply to --fixed-preset original (its formats are '
+                         'the original\'s)' % fixed_width[0].replace('_', '-'))
+        return {'preset': 'original', 'rounding': args.rounding or 'half_even'}
     wanted = MODE_OPTIONS.get(args.mode, ())
     for name in sorted({n for names in MODE_OPTIONS.values() for n in names} - set(wanted)):
         if getattr(args, name, None) is not None:
@@ -209,6 +225,10 @@ def _describe_mode(mode, options, calibration_size):
                 'first %d training images)' % calibration_size)
     if mode != 'fixed':
         return mode
+    if options.get('preset') == 'original':
+        return ("fixed, the original theano-xnor-net's preset (input Q0.7, 15-bit parameters, "
+                "per-layer activation formats of its test scripts, symmetric saturation, "
+                "activations rounded %s)" % options['rounding'].replace('_', ' '))
     return ('fixed (input %d bits with %d fraction bits, parameters %d bits, activations '
             '%d bits, round %s; activation ranges from the first %d training images)'
             % (options['input_bits'], options['input_frac'], options['param_bits'],
@@ -255,7 +275,7 @@ def run(dataset, args, parser):
         raise EvaluationError('the %s test set is empty' % dataset)
     X_test, y_test = X_test[:n], datasets.relabel(y_test[:n], network.labels)
     calibration_size = 0
-    if args.mode in ('fixed', 'int'):
+    if args.mode in ('fixed', 'int') and options.get('preset') != 'original':
         X_train = data['train'][0]
         calibration_size = min(args.calibration_size, len(X_train))
         if calibration_size == 0:

@@ -1151,3 +1151,4 @@ def _check_averaging_filter(beta_filter, what):
 # imported here so that mode='xnor' is always available (binary_net.xnor).
 from . import xnor as _xnor  # noqa: E402,F401
 from . import integer as _integer  # noqa: E402,F401  (mode='int', binary_net.integer)
+from . import fixed_original as _fixed_original  # noqa: E402,F401  (mode='fixed', preset='original')

@@ -369,3 +369,133 @@ def test_trainer_split_original(repo_root, mnist_root, tmp_path):
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines() == [
         'error: --valid-size does not apply to --split original (its validation set is fixed)']
+
+
+# ---------------------------------------------------------------------------
+# The original's fixed-point preset (--mode fixed --fixed-preset original)
+# ---------------------------------------------------------------------------
+
+def fixed_point(x, mag_bits, int_bits, rounding='half_even'):
+    """fxp_helper.fixed_point / to_fixed_point_theano, float32."""
+    factor = np.float32(2.0 ** (mag_bits - int_bits))
+    y = np.asarray(x, np.float32) * factor
+    y = np.around(y) if rounding == 'half_even' else np.sign(y) * np.floor(np.abs(y) + 0.5)
+    limit = 2.0 ** mag_bits - 1
+    return (np.clip(y, -limit, limit) / factor).astype(np.float32)
+
+
+def convert_fxp_format(value):
+    """fxp_helper.convert_fxp_format for one parameter (not W, not the raw batch norm)."""
+    import math
+    no_int_bits = max(0, int(math.ceil(math.log(np.amax(np.absolute(value)), 2))))
+    return fixed_point(value, 15, no_int_bits)
+
+
+def original_fixed_forward(dataset, values, pixels, rounding='half_even', **widths):
+    """The fixed mode of the original's mnist_test.py / cifar10_test.py."""
+    data_bits = 15
+    if dataset == 'mnist':
+        fmt = dict(xdense=10, bn=3, dense=(20, 17))
+        x = (pixels.astype(np.float32) / np.float32(255.)) * 2.0 - 1.0
+    else:
+        fmt = dict(conv=8, xconv=8, bn=3, xdense=10, dense=(15, 10))
+        x = pixels.astype(np.float32) * (2.0 / 255) - 1.0
+    q = lambda v, int_bits: fixed_point(v, data_bits, int_bits, rounding)  # noqa: E731
+    x = fixed_point(x, 7, 0)
+    arrays = iter(values)
+    for layer in original_layers(dataset, **widths):
+        kind = layer[0]
+        if kind == 'conv':
+            W, b = next(arrays), convert_fxp_format(next(arrays))
+            x = q(true_conv(x, W, 1), fmt['conv']) + b[None, :, None, None]
+        elif kind == 'xconv':
+            W, b, beta_filter, xalpha = (next(arrays) for _ in range(4))
+            b, beta_filter, xalpha = (convert_fxp_format(v) for v in (b, beta_filter, xalpha))
+            x = q(x, fmt['xconv'])
+            K = true_conv(np.abs(x), beta_filter, 1)
+            x = q(true_conv(sign(x), sign(W), 1) * K * xalpha[None, :, None, None],
+                  fmt['xconv']) + b[None, :, None, None]
+        elif kind == 'xdense':
+            W, b, xalpha = next(arrays), convert_fxp_format(next(arrays)), \
+                convert_fxp_format(next(arrays))
+            x = q(x.reshape(len(x), -1), fmt['xdense'])
+            beta = np.mean(np.abs(x), axis=1)
+            x = q((sign(x) @ sign(W) + b) * beta[:, None] * xalpha, fmt['xdense'])
+        elif kind in ('dense', 'dense_softmax'):
+            W, b = next(arrays), convert_fxp_format(next(arrays))
+            x = x.reshape(len(x), -1) @ W + b
+            if kind == 'dense_softmax':
+                e = np.exp(x - x.max(axis=1, keepdims=True))
+                x = e / e.sum(axis=1, keepdims=True)
+            x = fixed_point(x, fmt['dense'][0], fmt['dense'][1], rounding)
+        elif kind == 'bn':
+            beta, gamma, mean, inv_std = (next(arrays) for _ in range(4))
+            scale = convert_fxp_format(gamma * inv_std)
+            sub = convert_fxp_format(-mean * inv_std * gamma + beta)
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            x = q(x * scale.reshape(shape) + sub.reshape(shape), fmt['bn'])
+        elif kind == 'pool':
+            n, c, h, w = x.shape
+            x = x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        x = x.astype(np.float32)
+    return x
+
+
+@pytest.mark.parametrize('rounding', ['half_even', 'half_away'])
+def test_original_fixed_preset_predicts_what_the_original_fixed_mode_predicts(original_file,
+                                                                              rounding):
+    dataset, path, values, pixels = original_file
+    network, _ = evaluation.load_network(path, dataset)
+    X = datasets.scale_pixels(pixels, network.pixel_scaling, dataset)
+    got = network.predict_scores(X, 'fixed', preset='original', rounding=rounding)
+    want = original_fixed_forward(dataset, values, pixels, rounding, **SMALL[dataset])
+    np.testing.assert_array_equal(np.argmax(got, axis=1), np.argmax(want, axis=1))
+    # scores on the original's grid: equal but for rare 1-step rounding differences
+    step = 2.0 ** -(5 if dataset == 'cifar10' else 12)   # the last layer's format
+    assert np.mean(np.abs(got - want) > step / 2) < 0.02
+    # and it is not the calibrated scheme
+    network.calibrate(X)
+    calibrated = network.predict_scores(X, 'fixed')
+    assert not np.array_equal(calibrated, got)
+
+
+def test_original_fixed_preset_quantizes_as_fxp_helper():
+    from binary_net import fixed_original
+    rng = np.random.RandomState(9)
+    x = np.concatenate([rng.normal(0, 3, 1000), [0.5 / 128, -0.5 / 128, 1.5 / 128, 1.0, -1.0,
+                                                  300.0, -300.0]]).astype(np.float32)
+    np.testing.assert_array_equal(fixed_original.quantize_original(x, 7, 0), fixed_point(x, 7, 0))
+    np.testing.assert_array_equal(fixed_original.quantize_original(x, 15, 3, 'half_away'),
+                                  fixed_point(x, 15, 3, 'half_away'))
+    # symmetric saturation: 1.0 in (7, 0) is 127/128, -1.0 is -127/128
+    assert fixed_original.quantize_original(np.float32(-1), 7, 0) == np.float32(-127 / 128.)
+    assert fixed_original.param_int_bits(np.array([0.3, -2.5])) == 2
+    assert fixed_original.param_int_bits(np.array([1e-4])) == 0
+    assert fixed_original.param_int_bits(np.array([4.0])) == 2   # ceil(log2 4); 4 saturates
+
+
+def test_evaluation_script_fixed_preset_original(tmp_path):
+    import subprocess
+    import sys
+    from helpers import REPO, write_mnist
+    rng = np.random.RandomState(11)
+    root = str(tmp_path / 'data')
+    write_mnist(root, rng, 20, 25)
+    values = original_file_values('mnist', rng, units=32)
+    model = str(tmp_path / 'orig.npz')
+    np.savez(model, *values)
+    script = os.path.join(REPO, 'test', 'mnist_test.py')
+    env = dict(os.environ, PYLEARN2_DATA_PATH=root)
+    result = subprocess.run([sys.executable, script, '--model', model, '--mode', 'fixed',
+                             '--fixed-preset', 'original'], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    X, y = datasets.load('mnist', root)['test']
+    want = np.argmax(original_fixed_forward('mnist', values, X, units=32), axis=1)
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == 'Test error: %.2f%% (25 images, mode fixed)' % (100.0 * np.mean(want != y))
+    assert "the original theano-xnor-net's preset" in result.stdout
+    bad = subprocess.run([sys.executable, script, '--model', model, '--mode', 'fixed',
+                          '--fixed-preset', 'original', '--param-bits', '8'],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and 'does not apply to --fixed-preset original' in bad.stderr
