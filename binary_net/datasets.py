@@ -408,7 +408,8 @@ def load(name, data_path=None, **kwargs):
     data_path : str or None
         Data root; see :func:`data_root`.
     **kwargs
-        Passed to the loader (``extra=True`` for SVHN).
+        Passed to the loader (``extra=True`` for SVHN); ``loader='pylearn2'`` reads
+        through ``pylearn2.datasets`` instead (:func:`load_pylearn2`).
 
     Returns
     -------
@@ -416,6 +417,8 @@ def load(name, data_path=None, **kwargs):
         ``{'train': (X, y), 'test': (X, y)}``: uint8 NCHW images and int64 labels.
     """
     _check_name(name)
+    if kwargs.pop('loader', 'binary_net') == 'pylearn2':
+        return load_pylearn2(name, data_path, **kwargs)
     return _LOADERS[name](data_path=data_path, **kwargs)
 
 
@@ -782,7 +785,7 @@ def svhn_original_split(y_train, y_extra, per_class=SVHN_VALID_PER_CLASS,
     return rows('train'), rows('valid')
 
 
-def prepare_original(name, data_path=None, train_size=None):
+def prepare_original(name, data_path=None, train_size=None, loader='binary_net'):
     """The original's data: its split, its pixel scaling and (SVHN) its class numbering.
 
     * MNIST and CIFAR-10: training images [0:40000], validation [40000:50000] of
@@ -798,6 +801,9 @@ def prepare_original(name, data_path=None, train_size=None):
     data_path : str or None
     train_size : int or None
         Keep only the first ``train_size`` training images.
+    loader : {'binary_net', 'pylearn2'}
+        'pylearn2' reads through ``pylearn2.datasets``, for SVHN its own
+        ``splitted_train`` and ``valid`` sets.
 
     Returns
     -------
@@ -806,7 +812,17 @@ def prepare_original(name, data_path=None, train_size=None):
     if name not in ('mnist', 'cifar10', 'svhn'):
         raise DatasetError('the original split exists for mnist, cifar10 and svhn, not %r'
                            % (name,))
-    if name == 'svhn':
+    if name == 'svhn' and loader == 'pylearn2':
+        sets = [pylearn2_set(name, which, data_path)
+                for which in ('splitted_train', 'valid', 'test')]
+        X_all = np.concatenate([sets[0][0], sets[1][0]])
+        y_all = np.concatenate([sets[0][1], sets[1][1]]) + 1   # back to .mat labels ...
+        y_all %= NUM_CLASSES                                   # ... as digits
+        train_rows = np.arange(len(sets[0][0]))
+        valid_rows = np.arange(len(sets[0][0]), len(X_all))
+        X_test, y_test = sets[2][0], (sets[2][1] + 1) % NUM_CLASSES
+        labels = 'svhn_mat_minus_one'
+    elif name == 'svhn':
         root = data_root(data_path)
         directory = os.path.join(root, SVHN_DIR)
         X_a, y_a = _read_svhn_file(directory, 'train_32x32.mat', root)
@@ -817,7 +833,7 @@ def prepare_original(name, data_path=None, train_size=None):
         X_test, y_test = _read_svhn_file(directory, 'test_32x32.mat', root)
         labels = 'svhn_mat_minus_one'
     else:
-        data = load(name, data_path)
+        data = load(name, data_path, loader=loader)
         X_all, y_all = data['train']
         X_test, y_test = data['test']
         if len(X_all) < ORIGINAL_VALID_STOP:
@@ -833,6 +849,79 @@ def prepare_original(name, data_path=None, train_size=None):
                  (X_test, y_test)):
         parts += [to_unit_range_original(X, name), relabel(y, labels)]
     return Splits(*parts)
+
+
+# ---------------------------------------------------------------------------
+# Reading through pylearn2 (--loader pylearn2)
+# ---------------------------------------------------------------------------
+
+LOADERS = ('binary_net', 'pylearn2')
+_PYLEARN2_CLASSES = {'mnist': ('pylearn2.datasets.mnist', 'MNIST'),
+                     'cifar10': ('pylearn2.datasets.cifar10', 'CIFAR10'),
+                     'svhn': ('pylearn2.datasets.svhn', 'SVHN')}
+
+
+def pylearn2_set(name, which_set, data_path=None):
+    """One pylearn2 dataset as uint8 NCHW images and its own int64 labels.
+
+    pylearn2 (master, with :func:`binary_net.compat.patch_pylearn2`) reads
+    ``$PYLEARN2_DATA_PATH``; ``data_path`` sets it for the call. Its float pixels
+    (MNIST ``u / 255``, CIFAR-10 and SVHN ``u``) are turned back into the exact
+    bytes. SVHN labels stay pylearn2's (.mat label - 1); SVHN builds pylearn2's HDF5
+    copies under ``SVHN/format2/h5`` on first use (PyTables needed).
+
+    Parameters
+    ----------
+    name : {'mnist', 'cifar10', 'svhn'}
+    which_set : str
+        pylearn2's ``which_set`` ('train', 'test'; SVHN also 'extra',
+        'splitted_train', 'valid').
+    """
+    import importlib
+
+    if name not in _PYLEARN2_CLASSES:
+        raise DatasetError('--loader pylearn2 reads mnist, cifar10 and svhn, not %r' % (name,))
+    module_name, class_name = _PYLEARN2_CLASSES[name]
+    previous = os.environ.get('PYLEARN2_DATA_PATH')
+    os.environ['PYLEARN2_DATA_PATH'] = data_root(data_path)
+    try:
+        try:
+            from . import compat
+            compat.patch_pylearn2()
+            dataset_class = getattr(importlib.import_module(module_name), class_name)
+        except ImportError as err:
+            raise DatasetError('--loader pylearn2 needs pylearn2 (and for SVHN PyTables): %s'
+                               % _describe(err)) from None
+        try:
+            data = dataset_class(which_set=which_set)
+        except (OSError, ValueError, KeyError) as err:
+            raise DatasetError('pylearn2 could not read %s %s under %s: %s'
+                               % (name, which_set, data_root(data_path), _describe(err))) from None
+    finally:
+        if previous is None:
+            os.environ.pop('PYLEARN2_DATA_PATH', None)
+        else:
+            os.environ['PYLEARN2_DATA_PATH'] = previous
+    X = np.asarray(data.X[:], dtype=np.float64)
+    if name == 'mnist':
+        X = X * 255.0
+    shape = (-1, 1, 28, 28) if name == 'mnist' else (-1, 3, 32, 32)
+    images = np.rint(X).astype(np.uint8).reshape(shape)
+    return images, np.asarray(data.y[:]).reshape(-1).astype(np.int64)
+
+
+def load_pylearn2(name, data_path=None, extra=False):
+    """Like :func:`load`, reading through ``pylearn2.datasets`` (MNIST, CIFAR10, SVHN).
+
+    Labels are this module's (SVHN: the digit); see :func:`pylearn2_set`.
+    """
+    train, test = pylearn2_set(name, 'train', data_path), pylearn2_set(name, 'test', data_path)
+    if name == 'svhn':
+        if extra:
+            more = pylearn2_set(name, 'extra', data_path)
+            train = (np.concatenate([train[0], more[0]]), np.concatenate([train[1], more[1]]))
+        train, test = [(X, (y + 1) % NUM_CLASSES) for X, y in (train, test)]
+    return {'train': train, 'test': test}
 
 
 # ---------------------------------------------------------------------------
@@ -1086,7 +1175,43 @@ def download(name, data_path=None, base_url=None, checksums=None, extra=False, p
     if name == 'cifar10':
         _extract_cifar(paths[0], target_dir)
         return [os.path.join(target_dir, 'cifar-10-batches-py')]
+    if name in ('mnist', 'fashion-mnist'):
+        gunzip_idx_files(paths, progress)
     return paths
+
+
+def gunzip_idx_files(paths, progress=False):
+    """Leave the uncompressed IDX file beside each ``.gz``, as pylearn2's download
+    script does (pylearn2's MNIST reads only those); each written atomically.
+
+    Parameters
+    ----------
+    paths : list of str
+        ``*.gz`` files; others are ignored. An existing uncompressed file is kept.
+
+    Returns
+    -------
+    list of str, the uncompressed files.
+    """
+    written = []
+    for path in paths:
+        if not path.endswith('.gz'):
+            continue
+        raw = path[:-3]
+        if not os.path.isfile(raw):
+            fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(raw) + '.',
+                                       suffix='.tmp', dir=os.path.dirname(raw))
+            try:
+                with os.fdopen(fd, 'wb') as out, gzip.open(path, 'rb') as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                os.replace(tmp, raw)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            _say('wrote %s' % raw, progress)
+        written.append(raw)
+    return written
 
 
 # ---------------------------------------------------------------------------

@@ -322,6 +322,10 @@ def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_o
     parser.add_argument('--resume', action='store_true',
                         help='continue from the checkpoint beside --model-out')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    parser.add_argument('--loader', choices=datasets.LOADERS, default='binary_net',
+                        help="read the data with this package's readers (default) or "
+                             "through pylearn2.datasets (pylearn2 installed; MNIST needs the "
+                             "uncompressed IDX files, SVHN PyTables)")
     parser.add_argument('--split', choices=datasets.SPLITS, default='default',
                         help="'original': the original theano-xnor-net's data: MNIST and "
                              "CIFAR-10 train on [0:40000] and validate on [40000:50000], SVHN "
@@ -345,9 +349,11 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
         if getattr(args, 'split', 'default') == 'original':
             spec, splits = original_data(spec, dataset, args, prepare_kwargs)
         else:
+            loader = getattr(args, 'loader', 'binary_net')
             splits = datasets.prepare(dataset, data_path=args.data_path,
                                       train_size=args.train_size, valid_size=args.valid_size,
-                                      **(prepare_kwargs or {}))
+                                      **dict(prepare_kwargs or {}, **(
+                                          {'loader': loader} if loader != 'binary_net' else {})))
         log('%s: %d training, %d validation, %d test images; %d epochs, batch %d, seed %d'
             % (description, len(splits.X_train), len(splits.X_valid), len(splits.X_test),
                args.epochs, args.batch_size, args.seed))
@@ -389,7 +395,8 @@ def original_data(spec, dataset, args, prepare_kwargs=None):
         raise ValueError('--gcn and --zca are not part of the original\'s data; drop them '
                          'or --split original')
     splits = datasets.prepare_original(dataset, data_path=args.data_path,
-                                       train_size=args.train_size)
+                                       train_size=args.train_size,
+                                       loader=getattr(args, 'loader', 'binary_net'))
     spec = dict(spec, pixel_scaling='original')
     if dataset == 'svhn':
         spec['labels'] = 'svhn_mat_minus_one'
