@@ -473,6 +473,9 @@ def to_unit_range_original(X, name):
     """
     if name in ('mnist', 'fashion-mnist'):
         return to_unit_range(X)
+    if name not in ('cifar10', 'svhn'):
+        raise DatasetError('the original scaled pixels of mnist, cifar10 and svhn; not of %r'
+                           % (name,))
     return np.asarray(X, dtype=np.float32) * np.float32(2.0 / 255) - np.float32(1.0)
 
 

@@ -248,6 +248,8 @@ def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset
     """
     from tqdm import tqdm
 
+    if dataset is None:  # only the original's scaling needs it: MNIST or a colour set
+        dataset = 'mnist' if network.input_shape[0] == 1 else 'cifar10'
     errors = 0
     with tqdm(total=len(X), unit='img', file=sys.stderr, disable=not progress,
               desc='%s test' % mode) as bar:
