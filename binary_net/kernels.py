@@ -42,8 +42,9 @@ import threading
 
 import numpy as np
 
-__all__ = ['KernelBuildError', 'pack_signs', 'xnor_matmul', 'PackedDense',
-           'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info']
+__all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'xnor_matmul',
+           'xnor_matmul_reference', 'PackedDense', 'PackedConv2D', 'set_num_threads',
+           'get_num_threads', 'kernel_info', 'use_isa', 'ISAS']
 
 
 class KernelBuildError(RuntimeError):
@@ -55,7 +56,9 @@ _SOURCE = os.path.join(_HERE, 'csrc', 'xnor_kernels.c')
 
 #: Compiler command as a list (e.g. ``['gcc']``); None means ``$CC`` or ``gcc``.
 _COMPILER = None
-_BASE_FLAGS = ['-O3', '-shared', '-fPIC']
+# -ffp-contract=off: the fused layers (xk_xnor_dense) must round every float
+# multiply and add separately, as numpy does, to stay bit-identical to float mode.
+_BASE_FLAGS = ['-O3', '-ffp-contract=off', '-shared', '-fPIC']
 _ISA_FLAGS = {
     'native': ['-march=native'],
     'avx2': ['-march=native', '-mno-avx512f'],
@@ -225,6 +228,16 @@ class _Lib:
                                     out.ctypes.data, nthreads)
         return out
 
+    def function(self, name):
+        """The C function ``name``, its ctypes signature (from _SIGNATURES) set once."""
+        bound = self.__dict__.setdefault('_bound', {})
+        fn = bound.get(name)
+        if fn is None:
+            fn = getattr(self.lib, name)
+            fn.argtypes, fn.restype = _SIGNATURES[name]
+            bound[name] = fn
+        return fn
+
     def gemm(self, a, panels, n_cols, n, nthreads):
         m, words = a.shape
         out = np.empty((m, n_cols), dtype=np.int32)
@@ -237,8 +250,45 @@ class _Lib:
         return out
 
 
+#: ctypes signatures of the functions bound lazily by :meth:`_Lib.function`.
+_SIGNATURES = {
+    'xk_gemm_ref': ([_P, _I64, _I64, _P, _I64, _I64, _P], None),
+    'xk_pack_mean_abs_f32': ([_P, _I64, _I64, _P, _P, _INT], None),
+    'xk_xnor_dense': ([_P, _I64, _I64, _P, _I64, _I64, _INT] + [_P] * 9 + [_INT], _INT),
+}
+
+#: The code paths BINARY_NET_ISA (or :func:`use_isa`) may select.
+ISAS = tuple(_ISA_FLAGS)
+
+
+_isa_override = None    # set by use_isa(); None: $BINARY_NET_ISA
+
+
+def use_isa(isa):
+    """Select the code path of later kernel calls, overriding ``$BINARY_NET_ISA``.
+
+    Parameters
+    ----------
+    isa : str or None
+        One of :data:`ISAS` ('native': the widest the CPU has, 'avx2', 'portable');
+        None goes back to ``$BINARY_NET_ISA`` (default 'native'). Each path is
+        compiled at its first use; on x86 every path runs on a CPU with AVX-512,
+        which is how the tests cover all three on one machine.
+
+    Returns
+    -------
+    str or None
+        The previous setting, for restoring it.
+    """
+    global _isa_override
+    if isa is not None and isa not in _ISA_FLAGS:
+        raise ValueError('isa must be one of %s, not %r' % (', '.join(ISAS), isa))
+    previous, _isa_override = _isa_override, isa
+    return previous
+
+
 def _selected_isa():
-    isa = os.environ.get('BINARY_NET_ISA', 'native') or 'native'
+    isa = _isa_override or os.environ.get('BINARY_NET_ISA', 'native') or 'native'
     if isa not in _ISA_FLAGS:
         raise ValueError('BINARY_NET_ISA must be one of %s, not %r'
                          % (', '.join(sorted(_ISA_FLAGS)), isa))
@@ -448,6 +498,68 @@ def xnor_matmul(a_packed, b_packed, n):
     return lib.gemm(a, lib.panels(b, nt), b.shape[0], n, nt)
 
 
+def xnor_matmul_reference(a_packed, b_packed, n):
+    """:func:`xnor_matmul` by the C reference kernel: one popcount per pair of words,
+    no blocking, no vectors (kept beside the fast kernels to test them against)."""
+    a = _as_packed(a_packed, 'a_packed')
+    b = _as_packed(b_packed, 'b_packed')
+    if a.shape[1] != b.shape[1]:
+        raise ValueError('a_packed and b_packed have %d and %d words per row'
+                         % (a.shape[1], b.shape[1]))
+    n = _check_n(n, a.shape[1])
+    a = _clear_unused_bits(a, n)
+    b = _clear_unused_bits(b, n)
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    if out.size:
+        _get_lib().function('xk_gemm_ref')(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data,
+                                           b.shape[0], n, out.ctypes.data)
+    return out
+
+
+def pack_signs_mean_abs(x, mean_abs=True):
+    """Packed signs of the rows of ``x`` and their mean absolute values, in one pass.
+
+    Parameters
+    ----------
+    x : array_like, shape (rows, n)
+        float32 (other dtypes are converted).
+    mean_abs : bool
+        Also compute ``np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)``,
+        bit for bit (numpy's summation order is reproduced), the K of an XNOR
+        dense layer.
+
+    Returns
+    -------
+    packed : numpy.ndarray of uint64, shape (rows, ceil(n / 64))
+        As ``pack_signs(x)``.
+    K : numpy.ndarray of float32, shape (rows, 1), or None
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError('x must be 2-D (rows, n), got shape %s' % (x.shape,))
+    rows, n = x.shape
+    packed = np.empty((rows, _words(n)), dtype=np.uint64)
+    K = np.empty((rows, 1), dtype=np.float32) if mean_abs else None
+    if rows and n:
+        _get_lib().function('xk_pack_mean_abs_f32')(
+            x.ctypes.data, rows, n, packed.ctypes.data, None if K is None else K.ctypes.data,
+            _nthreads())
+    elif K is not None:
+        K[...] = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+    return packed, K
+
+
+def _f32_vector(v, size, name):
+    v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+    if v.size != size:
+        raise ValueError('%s has %d values, expected %d' % (name, v.size, size))
+    return v
+
+
+# C flags of xk_xnor_dense
+_SCALE_INPUT, _SCALE_WEIGHTS, _BIAS_BEFORE = 1, 2, 4
+
+
 # --------------------------------------------------------------------------
 # Layers with weights packed once
 # --------------------------------------------------------------------------
@@ -580,6 +692,81 @@ class PackedDense:
               out.ctypes.data, self.n_out, _nthreads()) != 0:
             raise MemoryError('xnor kernels: out of memory')
         return out
+
+
+    def dense_layer(self, x_packed, K=None, alpha=None, b=None, bias_before_scaling=False,
+                    scale=None, offset=None, next_packed=False, next_mean_abs=False):
+        """A whole XNOR dense layer, and the batch norm after it, in one C pass.
+
+        Computes, in float32 and operation by operation as numpy does (so the
+        results are bit-identical to the float-mode arithmetic of
+        :class:`binary_net.inference.XnorDense` and ``Affine``)::
+
+            p = sign(x) @ sign(W)                       (int32, exact)
+            z = (float32(p) * K) * alpha + b            (or ((p + b) * K) * alpha)
+            y = z * scale + offset                      (if scale is given)
+
+        and, for a following XNOR layer, the packed signs of ``y`` and its K.
+        Rows and blocks of 64 output units are split over the threads (a batch
+        of one image too).
+
+        Parameters
+        ----------
+        x_packed : numpy.ndarray of uint64, shape (batch, ceil(n_in / 64))
+            Unused bits must be 0 (as :func:`pack_signs` leaves them).
+        K : float32 array (batch,) or (batch, 1), or None
+            Per-row input scale; None: not applied.
+        alpha, b : float32 arrays (n_out,), or None (not applied)
+        bias_before_scaling : bool
+        scale, offset : float32 arrays (n_out,), or None
+            The folded batch norm applied to ``z``.
+        next_packed, next_mean_abs : bool
+            Also return ``pack_signs(y)`` and ``np.mean(np.abs(y), axis=1,
+            keepdims=True)`` (need ``scale``).
+
+        Returns
+        -------
+        z, y, y_packed, y_K : arrays, or None where not asked for
+        """
+        xp = x_packed
+        if (not isinstance(xp, np.ndarray) or xp.dtype != np.uint64 or xp.ndim != 2
+                or not xp.flags.c_contiguous):
+            xp = _as_packed(xp, 'x_packed')
+        words = self.packed.shape[1]
+        if xp.shape[1] != words:
+            raise ValueError('x_packed has %d words per row, expected %d' % (xp.shape[1], words))
+        rows, n_out = xp.shape[0], self.n_out
+        flags = 0
+        if K is not None:
+            K = _f32_vector(K, rows, 'K')
+            flags |= _SCALE_INPUT
+        if alpha is not None:
+            alpha = _f32_vector(alpha, n_out, 'alpha')
+            flags |= _SCALE_WEIGHTS
+        b = np.zeros(n_out, np.float32) if b is None else _f32_vector(b, n_out, 'b')
+        if bias_before_scaling:
+            flags |= _BIAS_BEFORE
+        z = np.empty((rows, n_out), dtype=np.float32)
+        y = yp = yk = None
+        if scale is not None:
+            scale = _f32_vector(scale, n_out, 'scale')
+            offset = _f32_vector(offset, n_out, 'offset')
+            y = np.empty((rows, n_out), dtype=np.float32)
+            if next_packed:
+                yp = np.empty((rows, _words(n_out)), dtype=np.uint64)
+            if next_mean_abs:
+                yk = np.empty((rows, 1), dtype=np.float32)
+        elif next_packed or next_mean_abs:
+            raise ValueError('next_packed / next_mean_abs need scale and offset')
+        lib = _get_lib()
+        addr = lambda a: None if a is None else a.ctypes.data
+        status = lib.function('xk_xnor_dense')(
+            xp.ctypes.data, rows, words, self._get_panels(lib).ctypes.data, n_out, self.n_in,
+            flags, addr(K), addr(alpha), b.ctypes.data, z.ctypes.data, addr(scale),
+            addr(offset), addr(y), addr(yp), addr(yk), _nthreads())
+        if status != 0:
+            raise MemoryError('xnor kernels: out of memory')
+        return z, y, yp, yk
 
 
 def _pair(v, name):

@@ -24,7 +24,8 @@ set_num_threads` threads.
 import numpy as np
 
 from . import kernels
-from .inference import FloatContext, XnorConv, XnorDense, conv2d, register_mode
+from .inference import (Affine, FloatContext, FoldedNetwork, XnorConv, XnorDense, conv2d,
+                        register_mode)
 
 __all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'PACKED_KEY']
 
@@ -37,6 +38,13 @@ class XnorContext(FloatContext):
 
     mode = 'xnor'
     dtype = np.float32
+
+    def __init__(self, network):
+        super().__init__(network)
+        #: op index -> what an earlier op computed for it in the same C call: for a
+        #: batch norm (its input, its output), for an XNOR dense op (its input, the
+        #: packed signs, K). Used only if the op is then given that very input.
+        self.prepared = {}
 
 
 def packed_weights(op):
@@ -66,33 +74,63 @@ def attach_packed(op, words):
     return packed
 
 
+def _fusion(op, ctx):
+    """What a binary-input XNOR dense op computes with it in one C call: ``(affine,
+    next_dense)``, the batch norm right after it (or None) and, after that, the next
+    XNOR dense op with a binary input (or None), whose packed input and K it then
+    prepares. Found once per op."""
+    def find():
+        ops = ctx.network.ops
+        i = op.index
+        after = ops[i + 1] if i is not None and i + 1 < len(ops) else None
+        if not (isinstance(after, Affine) and after.params['scale'].size == op.W_sign.shape[1]):
+            return None, None
+        nxt = ops[i + 2] if i + 2 < len(ops) else None
+        if isinstance(nxt, XnorDense) and nxt.binary_input:
+            return after, nxt
+        return after, None
+    if not isinstance(getattr(ctx, 'network', None), FoldedNetwork) or op.index is None \
+            or ctx.network.ops[op.index] is not op:
+        return None, None
+    return op.cached(('xnor', 'fusion'), find)
+
+
 def _dense_forward_xnor(self, x, ctx):
+    """``(sign(x) @ W_sign) * K * alpha + b`` in one C call (kernels.PackedDense.
+    dense_layer), with the batch norm after it and the next XNOR layer's packing and
+    K when the network has them (see XnorContext); float mode's arithmetic, bit for bit."""
     if not self.binary_input:
         return self.forward(x, ctx)
     x = x.reshape(len(x), -1)
-    product = packed_weights(self).matmul_signs(x)   # int32, exact
-    # From here on the float-mode arithmetic of XnorDense.forward, in the same
-    # order and dtype; only the int32 -> float32 conversion (exact) is fused into
-    # the first operation.
-    b = ctx.param(self, 'b')
-    K = None
-    if self.scale_input:
-        K = ctx.intermediate(self, 'K', np.mean(np.abs(x), axis=1, keepdims=True,
-                                                dtype=ctx.dtype))
-    out = np.empty(product.shape, ctx.dtype)
-    if self.bias_before_scaling:
-        np.add(product, b, out=out, dtype=ctx.dtype)
-        if K is not None:
-            out *= K
-    elif K is not None:
-        np.multiply(product, K, out=out, dtype=ctx.dtype)
+    prepared = ctx.prepared.pop(self.index, None)
+    if prepared is not None and prepared[0] is x:
+        x_packed, K = prepared[1], prepared[2]
     else:
-        out[...] = product
-    if self.scale_weights:
-        out *= ctx.param(self, 'alpha')
-    if not self.bias_before_scaling:
-        out += b
-    return out
+        x_packed, K = kernels.pack_signs_mean_abs(x, self.scale_input)
+    if self.scale_input:
+        K = ctx.intermediate(self, 'K', K)
+    affine, nxt = _fusion(self, ctx)
+    scale = offset = None
+    if affine is not None:
+        scale, offset = ctx.param(affine, 'scale'), ctx.param(affine, 'offset')
+    z, y, y_packed, y_K = packed_weights(self).dense_layer(
+        x_packed, K if self.scale_input else None,
+        ctx.param(self, 'alpha') if self.scale_weights else None, ctx.param(self, 'b'),
+        self.bias_before_scaling, scale, offset, next_packed=nxt is not None,
+        next_mean_abs=nxt is not None and nxt.scale_input)
+    if affine is not None:
+        ctx.prepared[affine.index] = (z, y)
+        if nxt is not None:
+            ctx.prepared[nxt.index] = (y, y_packed, y_K)
+    return z
+
+
+def _affine_forward_xnor(self, x, ctx):
+    """The batch norm's output if the XNOR dense op before it computed it already."""
+    ready = ctx.prepared.pop(self.index, None)
+    if ready is not None and ready[0] is x:
+        return ready[1]
+    return self.forward(x, ctx)
 
 
 def _bias_shape(vector):
@@ -152,4 +190,5 @@ def _conv_forward_xnor(self, x, ctx):
 
 XnorDense.forward_xnor = _dense_forward_xnor
 XnorConv.forward_xnor = _conv_forward_xnor
+Affine.forward_xnor = _affine_forward_xnor
 register_mode('xnor', XnorContext)

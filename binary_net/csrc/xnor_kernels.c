@@ -566,41 +566,73 @@ static void tile(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P
     }
 }
 
+/* Output columns per task: whole 64-byte lines of int32 results, so that two
+ * threads never write the same cache line, and one packed word of the next
+ * layer's input per row (see xk_xnor_dense). */
+#define XK_CB 64
+enum { XK_PPB = XK_CB / XK_NR };   /* panels per column block */
+
 /* Rows per task: A block of about 64 KiB, but enough tasks to share out. */
-static int64_t choose_mc(int64_t M, int64_t np, int64_t W, int nt)
+static int64_t choose_mc(int64_t M, int64_t ncb, int64_t W, int nt)
 {
     int64_t mc = (65536 / 8) / (W > 0 ? W : 1);
     if (mc < XK_MR) mc = XK_MR;
     mc = (mc / XK_MR) * XK_MR;
     if (mc > M) mc = M;
-    while (mc > XK_MR && ((M + mc - 1) / mc) * np < 8 * (int64_t)nt)
+    while (mc > XK_MR && ((M + mc - 1) / mc) * ncb < 8 * (int64_t)nt)
         mc = ((mc / 2 + XK_MR - 1) / XK_MR) * XK_MR;
     return mc > 0 ? mc : 1;
+}
+
+/* rows x columns [j0, j0 + XK_CB) of the product, panel by panel. */
+static void block_product(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P,
+                          int64_t W, int64_t N, int64_t n, int64_t j0, int32_t *C, int64_t ldc)
+{
+    for (int64_t p = j0 / XK_NR; p < (N + XK_NR - 1) / XK_NR && p * XK_NR < j0 + XK_CB; p++) {
+        int64_t jp = p * XK_NR, ncols = N - jp < XK_NR ? N - jp : XK_NR;
+        tile(A, lda, rows, P + p * W * XK_NR, W, n, C + (jp - j0), ldc, ncols, NULL, NULL);
+    }
 }
 
 /*
  * C (M x N int32, row stride ldc) = n - 2 * popcount(A[i] ^ B[j]) with A row-major
  * (M x W words, row stride lda) and B given as panels (xk_pack_panels).
+ * Tasks are blocks of rows times blocks of XK_CB columns, so both M and N are
+ * split over the threads (a batch of a few rows is split by columns).
  */
 XK_EXPORT void xk_gemm(const uint64_t *A, int64_t M, int64_t W, int64_t lda, const uint64_t *P,
                        int64_t N, int64_t n, int32_t *C, int64_t ldc, int nthreads)
 {
     if (M <= 0 || N <= 0) return;
-    int64_t np = (N + XK_NR - 1) / XK_NR;
+    int64_t ncb = (N + XK_CB - 1) / XK_CB;
     int nt = resolve_threads(nthreads);
-    int64_t mc = choose_mc(M, np, W, nt);
+    int64_t mc = choose_mc(M, ncb, W, nt);
     int64_t nmb = (M + mc - 1) / mc;
-    int64_t ntask = nmb * np;
+    int64_t ntask = nmb * ncb;
     int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
     (void)big;
     _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if(big)")
     for (int64_t t = 0; t < ntask; t++) {
-        int64_t mb = t / np, p = t % np;
+        int64_t mb = t / ncb, j0 = (t % ncb) * XK_CB;
         int64_t i0 = mb * mc, rows = M - i0 < mc ? M - i0 : mc;
-        int64_t j0 = p * XK_NR, ncols = N - j0 < XK_NR ? N - j0 : XK_NR;
-        tile(A + i0 * lda, lda, rows, P + p * W * XK_NR, W, n, C + i0 * ldc + j0, ldc, ncols,
-             NULL, NULL);
+        block_product(A + i0 * lda, lda, rows, P, W, N, n, j0, C + i0 * ldc + j0, ldc);
     }
+}
+
+/*
+ * Reference product, kept beside the fast one (as Larq Compute Engine keeps
+ * its reference kernels): the definition, one popcount per pair of words,
+ * on plain row-major B (N rows of W words). The tests hold xk_gemm to it.
+ */
+XK_EXPORT void xk_gemm_ref(const uint64_t *A, int64_t M, int64_t W, const uint64_t *B, int64_t N,
+                           int64_t n, int32_t *C)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            int64_t count = 0;
+            for (int64_t w = 0; w < W; w++) count += __builtin_popcountll(A[i * W + w] ^ B[j * W + w]);
+            C[i * N + j] = (int32_t)(n - 2 * count);
+        }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -806,6 +838,171 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
             }
         }
         free(panels);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Whole XNOR dense layers: the float arithmetic of binary_net's float mode,  */
+/* bit for bit, fused around the product                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * These reproduce, in float32 and operation by operation, what numpy computes
+ * in binary_net.inference (float mode), so that xnor mode's scores stay
+ * bit-identical. That needs the file compiled with -ffp-contract=off (no
+ * multiply-add fusion; kernels.py passes it), and K = np.mean(np.abs(x), axis=1,
+ * dtype=float32) summed in numpy's order:
+ *
+ *   numpy reduces a contiguous row in chunks of its buffer size (8192
+ *   elements), adding each chunk's pairwise sum to the running total (which
+ *   starts at 0); a pairwise sum of n <= 128 elements uses 8 interleaved
+ *   accumulators, combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then adds
+ *   the n % 8 last elements one by one; n < 8 elements are added in order
+ *   from 0; longer runs are split at n/2 rounded down to a multiple of 8.
+ *   The mean is that sum divided by float32(n).
+ *
+ * tests/test_kernels.py holds this to numpy for many lengths.
+ */
+#define XK_NUMPY_BUFSIZE 8192
+#define XK_PW_BLOCK 128
+
+static float pairwise_abs(const float *a, int64_t n)
+{
+    if (n < 8) {
+        float r = 0.0f;
+        for (int64_t i = 0; i < n; i++) r += __builtin_fabsf(a[i]);
+        return r;
+    }
+    if (n <= XK_PW_BLOCK) {
+        float r[8];
+        for (int k = 0; k < 8; k++) r[k] = __builtin_fabsf(a[k]);
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int k = 0; k < 8; k++) r[k] += __builtin_fabsf(a[i + k]);
+        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += __builtin_fabsf(a[i]);
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_abs(a, n2) + pairwise_abs(a + n2, n - n2);
+}
+
+/* np.mean(np.abs(a[:n]), dtype=np.float32) for one contiguous row. */
+static float mean_abs_row(const float *a, int64_t n)
+{
+    float total = 0.0f;
+    for (int64_t c = 0; c < n; c += XK_NUMPY_BUFSIZE)
+        total += pairwise_abs(a + c, n - c < XK_NUMPY_BUFSIZE ? n - c : XK_NUMPY_BUFSIZE);
+    return total / (float)n;
+}
+
+/*
+ * x: M rows of n floats (contiguous). out: M rows of ceil(n/64) words, the
+ * packed signs; K (if not NULL): M floats, np.mean(np.abs(x), axis=1).
+ */
+XK_EXPORT void xk_pack_mean_abs_f32(const float *x, int64_t M, int64_t n, uint64_t *out,
+                                    float *K, int nthreads)
+{
+    int64_t nw = (n + 63) >> 6;
+    int nt = resolve_threads(nthreads);
+    int big = M * n > (1 << 16) && M > 1;
+    (void)nt; (void)big;
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if(big)")
+    for (int64_t i = 0; i < M; i++) {
+        if (out) pack_row_f32(x + i * n, n, out + i * nw);
+        if (K) K[i] = n > 0 ? mean_abs_row(x + i * n, n) : __builtin_nanf("");
+    }
+}
+
+/* Epilogue flags of xk_xnor_dense. */
+#define XK_SCALE_INPUT 1        /* multiply row i by K[i] */
+#define XK_SCALE_WEIGHTS 2      /* multiply column j by alpha[j] */
+#define XK_BIAS_BEFORE 4        /* (p + b) * K * alpha instead of p * K * alpha + b */
+
+/*
+ * One XNOR dense layer and what follows it, in one pass over the product:
+ *
+ *   p = sign(x) . sign(W)                 (xp: packed input, M x W words;
+ *                                          P: the weights' panels)
+ *   z = (float(p) * K[i]) * alpha[j] + b[j]    (or ((float(p) + b[j]) * K[i])
+ *                                          * alpha[j] with XK_BIAS_BEFORE;
+ *                                          K, alpha only where flagged)
+ *   y = z * scale[j] + offset[j]          (the folded batch norm that follows;
+ *                                          only if scale is not NULL)
+ *   yp = packed signs of y, Ky = mean |y| per row (the next XNOR layer's
+ *                                          input; only where not NULL)
+ *
+ * z and y are M x N float32, yp M x ceil(N/64) words. Every float operation is
+ * the one numpy performs in float mode, in the same order. Tasks are blocks of
+ * rows times blocks of 64 columns (a block gives one word of yp per row), so
+ * that a batch of one row is split over the threads too; Ky needs whole rows
+ * and is computed after them. Returns 0, or -1 when out of memory.
+ */
+XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
+                            int64_t N, int64_t n, int flags, const float *K,
+                            const float *alpha, const float *b, float *z,
+                            const float *scale, const float *offset, float *y,
+                            uint64_t *yp, float *Ky, int nthreads)
+{
+    if (M <= 0 || N <= 0) return 0;
+    int64_t ncb = (N + XK_CB - 1) / XK_CB, nwy = ncb;
+    int nt = resolve_threads(nthreads);
+    int64_t mc = choose_mc(M, ncb, W, nt);
+    if (mc > 64) mc = 64;            /* a block's int32 results stay in L1 */
+    int64_t nmb = (M + mc - 1) / mc, ntask = nmb * ncb;
+    int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
+    int failed = 0;
+    (void)big;
+    _Pragma("omp parallel num_threads(nt) if(big)")
+    {
+        int32_t *prod = (int32_t *)malloc((size_t)mc * XK_CB * sizeof(int32_t));
+        if (!prod) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(dynamic, 1)")
+        for (int64_t t = 0; t < ntask; t++) {
+            if (!prod) continue;
+            int64_t i0 = (t / ncb) * mc, j0 = (t % ncb) * XK_CB;
+            int64_t rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < XK_CB ? N - j0 : XK_CB;
+            if (W > 0)
+                block_product(xp + i0 * W, W, rows, P, W, N, n, j0, prod, XK_CB);
+            else
+                for (int64_t k = 0; k < rows * XK_CB; k++) prod[k] = (int32_t)n;
+            for (int64_t i = 0; i < rows; i++) {
+                const int32_t *pi = prod + i * XK_CB;
+                float *zi = z + (i0 + i) * N + j0;
+                float ki = (flags & XK_SCALE_INPUT) ? K[i0 + i] : 1.0f;
+                if (flags & XK_BIAS_BEFORE) {
+                    for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j] + b[j0 + j];
+                    if (flags & XK_SCALE_INPUT)
+                        for (int64_t j = 0; j < cols; j++) zi[j] = zi[j] * ki;
+                } else if (flags & XK_SCALE_INPUT) {
+                    for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j] * ki;
+                } else {
+                    for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j];
+                }
+                if (flags & XK_SCALE_WEIGHTS)
+                    for (int64_t j = 0; j < cols; j++) zi[j] = zi[j] * alpha[j0 + j];
+                if (!(flags & XK_BIAS_BEFORE))
+                    for (int64_t j = 0; j < cols; j++) zi[j] = zi[j] + b[j0 + j];
+                if (scale) {
+                    float *yi = y + (i0 + i) * N + j0;
+                    for (int64_t j = 0; j < cols; j++) {
+                        float v = zi[j] * scale[j0 + j];
+                        yi[j] = v + offset[j0 + j];
+                    }
+                    if (yp) pack_row_f32(yi, cols, yp + (i0 + i) * nwy + j0 / 64);
+                }
+            }
+        }
+        free(prod);
+        if (scale && Ky) {
+            _Pragma("omp for schedule(static)")
+            for (int64_t i = 0; i < M; i++) Ky[i] = mean_abs_row(y + i * N, N);
+        }
     }
     return failed ? -1 : 0;
 }
