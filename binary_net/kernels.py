@@ -550,7 +550,10 @@ def pack_signs_mean_abs(x, mean_abs=True):
 
 
 def _f32_vector(v, size, name):
-    v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+    if type(v) is not np.ndarray or v.dtype != np.float32 or not v.flags.c_contiguous:
+        v = np.ascontiguousarray(v, dtype=np.float32)
+    if v.ndim != 1:
+        v = v.reshape(-1)
     if v.size != size:
         raise ValueError('%s has %d values, expected %d' % (name, v.size, size))
     return v
@@ -729,41 +732,62 @@ class PackedDense:
         z, y, y_packed, y_K : arrays, or None where not asked for
         """
         xp = x_packed
-        if (not isinstance(xp, np.ndarray) or xp.dtype != np.uint64 or xp.ndim != 2
+        if (type(xp) is not np.ndarray or xp.dtype != np.uint64 or xp.ndim != 2
                 or not xp.flags.c_contiguous):
             xp = _as_packed(xp, 'x_packed')
         words = self.packed.shape[1]
         if xp.shape[1] != words:
             raise ValueError('x_packed has %d words per row, expected %d' % (xp.shape[1], words))
         rows, n_out = xp.shape[0], self.n_out
-        flags = 0
+        flags = _BIAS_BEFORE if bias_before_scaling else 0
+        k_addr = None
         if K is not None:
             K = _f32_vector(K, rows, 'K')
+            k_addr = K.ctypes.data
             flags |= _SCALE_INPUT
         if alpha is not None:
-            alpha = _f32_vector(alpha, n_out, 'alpha')
             flags |= _SCALE_WEIGHTS
-        b = np.zeros(n_out, np.float32) if b is None else _f32_vector(b, n_out, 'b')
-        if bias_before_scaling:
-            flags |= _BIAS_BEFORE
-        z = np.empty((rows, n_out), dtype=np.float32)
-        y = yp = yk = None
-        if scale is not None:
-            scale = _f32_vector(scale, n_out, 'scale')
-            offset = _f32_vector(offset, n_out, 'offset')
-            y = np.empty((rows, n_out), dtype=np.float32)
-            if next_packed:
-                yp = np.empty((rows, _words(n_out)), dtype=np.uint64)
-            if next_mean_abs:
-                yk = np.empty((rows, 1), dtype=np.float32)
-        elif next_packed or next_mean_abs:
+        if scale is None and (next_packed or next_mean_abs):
             raise ValueError('next_packed / next_mean_abs need scale and offset')
         lib = _get_lib()
-        addr = lambda a: None if a is None else a.ctypes.data
+        # Addresses of the per-layer constants, found once (a ctypes address costs
+        # about as much as the whole product of a small layer).
+        key = (lib.isa, id(alpha), id(b), id(scale), id(offset))
+        const = self._const.get(key) if hasattr(self, '_const') else None
+        if const is None:
+            vectors = [None if v is None else _f32_vector(v, n_out, name) for v, name in
+                       ((alpha, 'alpha'), (np.zeros(n_out) if b is None else b, 'b'),
+                        (scale, 'scale'), (offset, 'offset'))]
+            if (scale is None) != (offset is None):
+                raise ValueError('scale and offset go together')
+            panels = self._get_panels(lib)
+            const = ((alpha, b, scale, offset), vectors, panels.ctypes.data,
+                     [None if v is None else v.ctypes.data for v in vectors])
+            self.__dict__.setdefault('_const', {})
+            if len(self._const) > 16:
+                self._const.clear()
+            self._const[key] = const
+        p_addr, (a_addr, b_addr, s_addr, o_addr) = const[2], const[3]
+        # One allocation for all outputs: z, y (float32), then y's packed words and K.
+        nw = _words(n_out)
+        n_y = rows * n_out if scale is not None else 0
+        n_p = rows * nw if next_packed else 0
+        n_k = rows if next_mean_abs else 0
+        buf = np.empty(8 * (n_p + (rows * n_out + n_y + n_k + 1) // 2), dtype=np.uint8)
+        base = buf.ctypes.data
+        yp = buf[:8 * n_p].view(np.uint64).reshape(rows, nw) if next_packed else None
+        off = 8 * n_p
+        z = buf[off:off + 4 * rows * n_out].view(np.float32).reshape(rows, n_out)
+        z_addr = base + off
+        off += 4 * rows * n_out
+        y = buf[off:off + 4 * n_y].view(np.float32).reshape(rows, n_out) if n_y else None
+        y_addr = base + off if n_y else None
+        off += 4 * n_y
+        yk = buf[off:off + 4 * n_k].view(np.float32).reshape(rows, 1) if n_k else None
         status = lib.function('xk_xnor_dense')(
-            xp.ctypes.data, rows, words, self._get_panels(lib).ctypes.data, n_out, self.n_in,
-            flags, addr(K), addr(alpha), b.ctypes.data, z.ctypes.data, addr(scale),
-            addr(offset), addr(y), addr(yp), addr(yk), _nthreads())
+            xp.ctypes.data, rows, words, p_addr, n_out, self.n_in, flags, k_addr, a_addr,
+            b_addr, z_addr, s_addr, o_addr, y_addr, base if n_p else None,
+            base + off if n_k else None, _nthreads())
         if status != 0:
             raise MemoryError('xnor kernels: out of memory')
         return z, y, yp, yk

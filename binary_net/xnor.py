@@ -101,12 +101,11 @@ def _dense_forward_xnor(self, x, ctx):
     K when the network has them (see XnorContext); float mode's arithmetic, bit for bit."""
     if not self.binary_input:
         return self.forward(x, ctx)
-    x = x.reshape(len(x), -1)
     prepared = ctx.prepared.pop(self.index, None)
     if prepared is not None and prepared[0] is x:
         x_packed, K = prepared[1], prepared[2]
     else:
-        x_packed, K = kernels.pack_signs_mean_abs(x, self.scale_input)
+        x_packed, K = kernels.pack_signs_mean_abs(x.reshape(len(x), -1), self.scale_input)
     if self.scale_input:
         K = ctx.intermediate(self, 'K', K)
     affine, nxt = _fusion(self, ctx)

@@ -570,6 +570,10 @@ static void tile(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P
  * threads never write the same cache line, and one packed word of the next
  * layer's input per row (see xk_xnor_dense). */
 #define XK_CB 64
+/* Up to this many rows, products prefetch the weights' panels (block_product). */
+#ifndef XK_STREAM_ROWS
+#define XK_STREAM_ROWS 8
+#endif
 enum { XK_PPB = XK_CB / XK_NR };   /* panels per column block */
 
 /* Rows per task: A block of about 64 KiB, but enough tasks to share out. */
@@ -584,13 +588,27 @@ static int64_t choose_mc(int64_t M, int64_t ncb, int64_t W, int nt)
     return mc > 0 ? mc : 1;
 }
 
-/* rows x columns [j0, j0 + XK_CB) of the product, panel by panel. */
+static int64_t tile_steps(int64_t rows, int64_t W);
+
+/* rows x columns [j0, j0 + XK_CB) of the product, panel by panel. With few rows
+ * each panel is used briefly and the product streams the weights from memory:
+ * then the panel two ahead is prefetched meanwhile, a few lines per word step
+ * (the hardware prefetcher stops at each 4 KiB page, often one panel). */
 static void block_product(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P,
                           int64_t W, int64_t N, int64_t n, int64_t j0, int32_t *C, int64_t ldc)
 {
-    for (int64_t p = j0 / XK_NR; p < (N + XK_NR - 1) / XK_NR && p * XK_NR < j0 + XK_CB; p++) {
+    int64_t np = (N + XK_NR - 1) / XK_NR, pbytes = W * XK_NR * 8;
+    for (int64_t p = j0 / XK_NR; p < np && p * XK_NR < j0 + XK_CB; p++) {
         int64_t jp = p * XK_NR, ncols = N - jp < XK_NR ? N - jp : XK_NR;
-        tile(A, lda, rows, P + p * W * XK_NR, W, n, C + (jp - j0), ldc, ncols, NULL, NULL);
+        xk_prefetch pf = {NULL, NULL, 0};
+        if (rows <= XK_STREAM_ROWS && p + 2 < np) {
+            int64_t steps = tile_steps(rows, W), lines = (pbytes + 63) / 64;
+            pf.p = (const char *)(P + (p + 2) * W * XK_NR);
+            pf.end = pf.p + pbytes;
+            pf.per_step = steps > 0 ? (lines + steps - 1) / steps : lines;
+        }
+        tile(A, lda, rows, P + p * W * XK_NR, W, n, C + (jp - j0), ldc, ncols, NULL,
+             pf.p ? &pf : NULL);
     }
 }
 
