@@ -42,9 +42,10 @@ import threading
 
 import numpy as np
 
-__all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'xnor_matmul',
-           'xnor_matmul_reference', 'PackedDense', 'PackedConv2D', 'set_num_threads',
-           'get_num_threads', 'kernel_info', 'use_isa', 'ISAS']
+__all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channels_mean_abs',
+           'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense',
+           'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
+           'ISAS']
 
 
 class KernelBuildError(RuntimeError):
@@ -255,6 +256,9 @@ _SIGNATURES = {
     'xk_gemm_ref': ([_P, _I64, _I64, _P, _I64, _I64, _P], None),
     'xk_pack_mean_abs_f32': ([_P, _I64, _I64, _P, _P, _INT], None),
     'xk_xnor_dense': ([_P, _I64, _I64, _P, _I64, _I64, _INT] + [_P] * 9 + [_INT], _INT),
+    'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _INT], None),
+    'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
+                          _P, _P, _P, _P, _INT], None),
 }
 
 #: The code paths BINARY_NET_ISA (or :func:`use_isa`) may select.
@@ -547,6 +551,106 @@ def pack_signs_mean_abs(x, mean_abs=True):
     elif K is not None:
         K[...] = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
     return packed, K
+
+
+def pack_channels_mean_abs(x, mean_abs=True):
+    """Packed channel signs of images and their channel mean of ``|x|``, in one pass.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+        float32 (other dtypes are converted).
+    mean_abs : bool
+        Also compute ``np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)``,
+        bit for bit (the first step of an XNOR convolution's K).
+
+    Returns
+    -------
+    packed : numpy.ndarray of uint64, shape (N, H, W, ceil(C / 64))
+        As ``pack_signs(x, axis=1)``.
+    mean : numpy.ndarray of float32, shape (N, 1, H, W), or None
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError('x must be 4-D (N, C, H, W), got shape %s' % (x.shape,))
+    N, C, H, Wd = x.shape
+    packed = np.empty((N, H, Wd, _words(C)), dtype=np.uint64)
+    mean = np.empty((N, 1, H, Wd), dtype=np.float32) if mean_abs else None
+    if x.size:
+        _get_lib().function('xk_pack_channels_mean_abs_f32')(
+            x.ctypes.data, N, C, H * Wd, packed.ctypes.data,
+            None if mean is None else mean.ctypes.data, _nthreads())
+    elif mean is not None:
+        mean[...] = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+    return packed, mean
+
+
+def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, offset=None,
+                  out=None):
+    """The float arithmetic after an XNOR convolution's product, in one C pass.
+
+    Computes, in float32 and in numpy's order (bit-identical to the float mode of
+    :class:`binary_net.inference.XnorConv`, ``MaxPool`` and ``Affine``)::
+
+        z = (float32(product) * K) * alpha[f] + b[f]
+        pooled = max over pool windows of z          (if pool is given)
+        y = (pooled or z) * scale[f] + offset[f]     (if scale is given)
+
+    Parameters
+    ----------
+    product : int32 array (N, F, OH, OW)
+    K : float32 array (N, 1, OH, OW), or None (not applied)
+    alpha, b : float32 arrays (F,), or None (not applied)
+    pool : pair (ph, pw) or None
+        Non-overlapping max pooling; a partial border is dropped.
+    scale, offset : float32 arrays (F,), or None
+    out : tuple (z, pooled, y) of C-contiguous float32 arrays, or None
+        Where to write the results (None entries, or None: new arrays).
+
+    Returns
+    -------
+    z, pooled, y : float32 arrays, or None where not asked for
+    """
+    p = np.ascontiguousarray(product, dtype=np.int32)
+    if p.ndim != 4:
+        raise ValueError('product must be 4-D (N, F, OH, OW), got shape %s' % (p.shape,))
+    N, F, OH, OW = p.shape
+    flags = 0
+    if K is not None:
+        K = np.ascontiguousarray(K, dtype=np.float32)
+        if K.shape != (N, 1, OH, OW):
+            raise ValueError('K has shape %s, expected %s' % (K.shape, (N, 1, OH, OW)))
+        flags |= _SCALE_INPUT
+    if alpha is not None:
+        alpha = _f32_vector(alpha, F, 'alpha')
+        flags |= _SCALE_WEIGHTS
+    b = np.zeros(F, np.float32) if b is None else _f32_vector(b, F, 'b')
+    ph, pw = (0, 0) if pool is None else _pair(pool, 'pool')
+    if pool is not None and min(ph, pw) < 1:
+        raise ValueError('pool must be >= 1, got %r' % ((ph, pw),))
+    out = out or (None, None, None)
+
+    def target(given, shape, name):
+        if given is None:
+            return np.empty(shape, np.float32)
+        if (given.shape != shape or given.dtype != np.float32
+                or not given.flags.c_contiguous):
+            raise ValueError('out %s must be C-contiguous float32 %s' % (name, shape))
+        return given
+
+    z = target(out[0], p.shape, 'z')
+    pooled = None if pool is None else target(out[1], (N, F, OH // ph, OW // pw), 'pooled')
+    y = None
+    if scale is not None:
+        scale, offset = _f32_vector(scale, F, 'scale'), _f32_vector(offset, F, 'offset')
+        y = target(out[2], z.shape if pooled is None else pooled.shape, 'y')
+    addr = lambda a: None if a is None else a.ctypes.data
+    if z.size:
+        _get_lib().function('xk_conv_epilogue')(
+            p.ctypes.data, N, F, OH, OW, flags, addr(K), addr(alpha), b.ctypes.data,
+            z.ctypes.data, ph, pw, addr(pooled), addr(scale), addr(offset), addr(y),
+            _nthreads())
+    return z, pooled, y
 
 
 def _f32_vector(v, size, name):

@@ -24,8 +24,8 @@ set_num_threads` threads.
 import numpy as np
 
 from . import kernels
-from .inference import (Affine, FloatContext, FoldedNetwork, XnorConv, XnorDense, conv2d,
-                        register_mode)
+from .inference import (Affine, FloatContext, FoldedNetwork, MaxPool, XnorConv, XnorDense,
+                        conv2d, register_mode)
 
 __all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'PACKED_KEY']
 
@@ -89,10 +89,16 @@ def _fusion(op, ctx):
         if isinstance(nxt, XnorDense) and nxt.binary_input:
             return after, nxt
         return after, None
-    if not isinstance(getattr(ctx, 'network', None), FoldedNetwork) or op.index is None \
-            or ctx.network.ops[op.index] is not op:
+    if not _in_network(op, ctx):
         return None, None
     return op.cached(('xnor', 'fusion'), find)
+
+
+def _in_network(op, ctx):
+    """Whether ``op`` is the op at its index in the network ``ctx`` runs."""
+    net = getattr(ctx, 'network', None)
+    return (isinstance(net, FoldedNetwork) and op.index is not None
+            and op.index < len(net.ops) and net.ops[op.index] is op)
 
 
 def _dense_forward_xnor(self, x, ctx):
@@ -124,8 +130,8 @@ def _dense_forward_xnor(self, x, ctx):
     return z
 
 
-def _affine_forward_xnor(self, x, ctx):
-    """The batch norm's output if the XNOR dense op before it computed it already."""
+def _prepared_forward_xnor(self, x, ctx):
+    """The op's output if the XNOR op before it computed it already (batch norm, pooling)."""
     ready = ctx.prepared.pop(self.index, None)
     if ready is not None and ready[0] is x:
         return ready[1]
@@ -141,53 +147,69 @@ def _bias_shape(vector):
 CONV_CHUNK_ELEMENTS = 1 << 18
 
 
-def _mean_abs(x, dtype):
-    """``np.mean(np.abs(x), axis=1, keepdims=True, dtype=dtype)``, bit for bit, computed
-    a few samples at a time so that ``abs(x)`` stays in cache (numpy sums the channel
-    axis of each sample in the same order either way)."""
-    if len(x) == 0:
-        return np.mean(np.abs(x), axis=1, keepdims=True, dtype=dtype)
-    step = max(1, CONV_CHUNK_ELEMENTS // max(1, x[:1].size))
-    out = np.empty((len(x), 1) + x.shape[2:], dtype)
-    buffer = np.empty((min(step, len(x)),) + x.shape[1:], x.dtype)
-    for start in range(0, len(x), step):
-        chunk = x[start:start + step]
-        np.mean(np.abs(chunk, out=buffer[:len(chunk)]), axis=1, keepdims=True, dtype=dtype,
-                out=out[start:start + step])
-    return out
+def _conv_fusion(op, ctx):
+    """``(pool, affine)``: the max pooling and/or batch norm right after a binary-input
+    XNOR convolution that it computes in the same C pass (None where absent)."""
+    def find():
+        ops, i = ctx.network.ops, op.index
+        F = op.W_sign.shape[0]
+        nxt = ops[i + 1:i + 3]
+        pool = nxt[0] if nxt and isinstance(nxt[0], MaxPool) else None
+        rest = nxt[1:] if pool is not None else nxt[:1]
+        affine = rest[0] if rest and isinstance(rest[0], Affine) else None
+        if affine is not None and affine.params['scale'].size != F:
+            affine = None
+        return pool, affine
+    if not _in_network(op, ctx):
+        return None, None
+    return op.cached(('xnor', 'conv fusion'), find)
 
 
 def _conv_forward_xnor(self, x, ctx):
+    """Pack the channels and their mean |x| (one C pass), K by float mode's box filter,
+    the product, and (float32(product) * K) * alpha + b, with the max pooling and batch
+    norm that follow when the network has them (one C pass per chunk of images)."""
     if not self.binary_input:
         return self.forward(x, ctx)
     packed = packed_weights(self)
+    x_packed, mean_abs = kernels.pack_channels_mean_abs(x, self.scale_input)
     K = None
     if self.scale_input:
-        # The float-mode K of XnorConv.forward, computed the same way on the same batch.
+        # The float-mode K of XnorConv.forward: the same box filter on the same mean |x|.
         fh, fw = self.W_sign.shape[2:]
         box = np.full((1, 1, fh, fw), 1.0 / (fh * fw), dtype=ctx.dtype)
-        K = ctx.intermediate(self, 'K', conv2d(_mean_abs(x, ctx.dtype), box, self.stride,
-                                               self.pad))
-    alpha = _bias_shape(ctx.param(self, 'alpha')) if self.scale_weights else None
-    b = _bias_shape(ctx.param(self, 'b'))
-    out = np.empty(packed.output_shape(x.shape), ctx.dtype)
-    step = max(1, CONV_CHUNK_ELEMENTS // max(1, out[:1].size))
+        K = ctx.intermediate(self, 'K', conv2d(mean_abs, box, self.stride, self.pad))
+    alpha = ctx.param(self, 'alpha') if self.scale_weights else None
+    b = ctx.param(self, 'b')
+    pool, affine = _conv_fusion(self, ctx)
+    scale = offset = None
+    if affine is not None:
+        scale, offset = ctx.param(affine, 'scale'), ctx.param(affine, 'offset')
+    shape = packed.output_shape(x.shape)
+    z = np.empty(shape, ctx.dtype)
+    pooled = y = None
+    if pool is not None:
+        ph, pw = pool.pool_size
+        pooled = np.empty(shape[:2] + (shape[2] // ph, shape[3] // pw), ctx.dtype)
+    if affine is not None:
+        y = np.empty(z.shape if pooled is None else pooled.shape, ctx.dtype)
+    step = max(1, CONV_CHUNK_ELEMENTS // max(1, z[:1].size))
     for start in range(0, len(x), step):
-        stop = start + step
-        product = packed.conv_signs(x[start:stop])   # int32, exact
-        chunk = out[start:stop]
-        # The float-mode arithmetic: (float32(product) * K) * alpha + b.
-        if K is not None:
-            np.multiply(product, K[start:stop], out=chunk, dtype=ctx.dtype)
-        else:
-            chunk[...] = product
-        if alpha is not None:
-            chunk *= alpha
-        chunk += b
-    return out
+        s = slice(start, start + step)
+        product = packed.conv_packed(x_packed[s])   # int32, exact
+        kernels.conv_epilogue(product, None if K is None else K[s], alpha, b,
+                              None if pool is None else pool.pool_size, scale, offset,
+                              out=(z[s], None if pooled is None else pooled[s],
+                                   None if y is None else y[s]))
+    if pool is not None:
+        ctx.prepared[pool.index] = (z, pooled)
+    if affine is not None:
+        ctx.prepared[affine.index] = (z if pooled is None else pooled, y)
+    return z
 
 
 XnorDense.forward_xnor = _dense_forward_xnor
 XnorConv.forward_xnor = _conv_forward_xnor
-Affine.forward_xnor = _affine_forward_xnor
+Affine.forward_xnor = _prepared_forward_xnor
+MaxPool.forward_xnor = _prepared_forward_xnor
 register_mode('xnor', XnorContext)

@@ -1024,3 +1024,132 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
     }
     return failed ? -1 : 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* XNOR convolutions: the float arithmetic around the product                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * x: (N, C, HW) floats. out (if not NULL): (N, HW, ceil(C/64)) words, the
+ * channels of each pixel packed (pack_signs(x, axis=1)); mean (if not NULL):
+ * (N, HW) floats, np.mean(np.abs(x), axis=1, dtype=float32): numpy adds the
+ * channels one after the other, element by element, from 0, then divides by
+ * float32(C).
+ */
+XK_EXPORT void xk_pack_channels_mean_abs_f32(const float *x, int64_t N, int64_t C, int64_t HW,
+                                             uint64_t *out, float *mean, int nthreads)
+{
+    int64_t nw = (C + 63) >> 6, nqb = (HW + XK_QBLOCK - 1) / XK_QBLOCK, ntask = N * nqb;
+    int nt = resolve_threads(nthreads);
+    int big = N * C * HW > (1 << 16) && ntask > 1;
+    (void)nt; (void)big;
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if(big)")
+    for (int64_t t = 0; t < ntask; t++) {
+        int64_t img = t / nqb, q0 = (t % nqb) * XK_QBLOCK;
+        int64_t nq = HW - q0 < XK_QBLOCK ? HW - q0 : XK_QBLOCK;
+        float sum[XK_QBLOCK];
+        uint64_t acc[XK_QBLOCK];
+        for (int64_t q = 0; q < nq; q++) sum[q] = 0.0f;
+        for (int64_t g = 0; g < nw; g++) {
+            int64_t c0 = g << 6, nc = C - c0 < 64 ? C - c0 : 64;
+            for (int64_t q = 0; q < nq; q++) acc[q] = 0;
+            for (int64_t c = 0; c < nc; c++) {
+                const float *xc = x + (img * C + c0 + c) * HW + q0;
+                for (int64_t q = 0; q < nq; q++) {
+                    acc[q] |= (uint64_t)(xc[q] >= 0.0f) << c;
+                    sum[q] += __builtin_fabsf(xc[q]);
+                }
+            }
+            if (out)
+                for (int64_t q = 0; q < nq; q++) out[(img * HW + q0 + q) * nw + g] = acc[q];
+        }
+        if (mean)
+            for (int64_t q = 0; q < nq; q++) mean[img * HW + q0 + q] = sum[q] / (float)C;
+    }
+}
+
+/* np.maximum(a, b) for floats: NaN in either gives NaN. */
+XK_INLINE float np_maximum(float a, float b)
+{
+    /* Select by bit masks: a branch on this unpredictable comparison costs more
+     * than everything else in the epilogue. */
+    uint32_t ua, ub, take = -(uint32_t)((a >= b) | (a != a));
+    __builtin_memcpy(&ua, &a, 4);
+    __builtin_memcpy(&ub, &b, 4);
+    uint32_t r = (ua & take) | (ub & ~take);
+    float out;
+    __builtin_memcpy(&out, &r, 4);
+    return out;
+}
+
+/*
+ * After the int32 product p (N, F, OH, OW) of an XNOR convolution, as float mode:
+ *   z = (float(p) * K[n, oh, ow]) * alpha[f] + b[f]    (K, alpha where flagged)
+ *   pooled = max over ph x pw windows of z, taps in row order (if ph > 0;
+ *            a partial border is dropped), as binary_net's MaxPool
+ *   y = v * scale[f] + offset[f], v = pooled or z     (if scale is not NULL)
+ * Planes (n, f) are split over the threads.
+ */
+XK_EXPORT void xk_conv_epilogue(const int32_t *p, int64_t N, int64_t F, int64_t OH, int64_t OW,
+                                int flags, const float *K, const float *alpha, const float *b,
+                                float *z, int64_t ph, int64_t pw, float *pooled,
+                                const float *scale, const float *offset, float *y, int nthreads)
+{
+    int64_t HW = OH * OW, nplanes = N * F;
+    int64_t PH = ph > 0 ? OH / ph : 0, PW = ph > 0 ? OW / pw : 0;
+    int nt = resolve_threads(nthreads);
+    int big = nplanes * HW > (1 << 15) && nplanes > 1;
+    (void)nt; (void)big;
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if(big)")
+    for (int64_t t = 0; t < nplanes; t++) {
+        int64_t img = t / F, f = t % F;
+        const int32_t *pp = p + t * HW;
+        float *zp = z + t * HW;
+        const float *kp = K ? K + img * HW : NULL;
+        if (flags & XK_SCALE_INPUT)
+            for (int64_t q = 0; q < HW; q++) zp[q] = (float)pp[q] * kp[q];
+        else
+            for (int64_t q = 0; q < HW; q++) zp[q] = (float)pp[q];
+        if (flags & XK_SCALE_WEIGHTS) {
+            float a = alpha[f];
+            for (int64_t q = 0; q < HW; q++) zp[q] = zp[q] * a;
+        }
+        float bf = b[f];
+        for (int64_t q = 0; q < HW; q++) zp[q] = zp[q] + bf;
+        const float *v = zp;
+        int64_t nv = HW;
+        if (ph > 0) {
+            float *po = pooled + t * PH * PW;
+            if (ph == 2 && pw == 2) {
+                /* the common case, unrolled: taps (0,0), (0,1), (1,0), (1,1) */
+                for (int64_t i = 0; i < PH; i++) {
+                    const float *r0 = zp + 2 * i * OW, *r1 = r0 + OW;
+                    for (int64_t j = 0; j < PW; j++) {
+                        float m = np_maximum(r0[2 * j], r0[2 * j + 1]);
+                        m = np_maximum(m, r1[2 * j]);
+                        po[i * PW + j] = np_maximum(m, r1[2 * j + 1]);
+                    }
+                }
+            } else
+            for (int64_t i = 0; i < PH; i++)
+                for (int64_t j = 0; j < PW; j++) {
+                    const float *w0 = zp + (i * ph) * OW + j * pw;
+                    float m = w0[0];
+                    for (int64_t u = 0; u < ph; u++)
+                        for (int64_t s = 0; s < pw; s++)
+                            if (u || s) m = np_maximum(m, w0[u * OW + s]);
+                    po[i * PW + j] = m;
+                }
+            v = po;
+            nv = PH * PW;
+        }
+        if (scale) {
+            float sf = scale[f], of = offset[f];
+            float *yp = y + t * nv;
+            for (int64_t q = 0; q < nv; q++) {
+                float u = v[q] * sf;
+                yp[q] = u + of;
+            }
+        }
+    }
+}
