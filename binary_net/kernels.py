@@ -1034,13 +1034,17 @@ class PackedConv2D:
         self._borders[key] = hit
         return hit
 
-    def conv_packed(self, x_packed):
+    def conv_packed(self, x_packed, out=None):
         """Cross-correlation of input channels that are already packed.
 
         Parameters
         ----------
         x_packed : numpy.ndarray of uint64, shape (N, H, W, ceil(C / 64))
             ``pack_signs(x, axis=1)`` for ``x`` of shape (N, C, H, W).
+        out : numpy.ndarray of int32 or None
+            A C-contiguous buffer of at least N * F * OH * OW elements to write the
+            result into (reusing one saves the page faults of a new large array);
+            the result is then a view of its beginning.
 
         Returns
         -------
@@ -1057,7 +1061,15 @@ class PackedConv2D:
         if out_shape[2] < 1 or out_shape[3] < 1:
             raise ValueError('input %dx%d is smaller than the %dx%d filter with pad %s'
                              % (H, Wd, fh, fw, self.pad))
-        out = np.empty(out_shape, dtype=np.int32)
+        size = int(np.prod(out_shape))
+        if out is None:
+            out = np.empty(out_shape, dtype=np.int32)
+        elif (out.dtype != np.int32 or not out.flags.c_contiguous or out.size < size
+              or not out.flags.writeable):
+            raise ValueError('out must be a writeable C-contiguous int32 array of at least '
+                             '%d elements' % size)
+        else:
+            out = out.reshape(-1)[:size].reshape(out_shape)
         if out.size == 0:
             return out
         lib = _get_lib()

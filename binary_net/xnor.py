@@ -194,9 +194,10 @@ def _conv_forward_xnor(self, x, ctx):
     if affine is not None:
         y = np.empty(z.shape if pooled is None else pooled.shape, ctx.dtype)
     step = max(1, CONV_CHUNK_ELEMENTS // max(1, z[:1].size))
+    buffer = np.empty(min(step, len(x)) * z[:1].size, np.int32)   # reused by every chunk
     for start in range(0, len(x), step):
         s = slice(start, start + step)
-        product = packed.conv_packed(x_packed[s])   # int32, exact
+        product = packed.conv_packed(x_packed[s], out=buffer)   # int32, exact
         kernels.conv_epilogue(product, None if K is None else K[s], alpha, b,
                               None if pool is None else pool.pool_size, scale, offset,
                               out=(z[s], None if pooled is None else pooled[s],
