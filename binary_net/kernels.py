@@ -28,8 +28,14 @@ split over OpenMP threads. The compiler is ``$CC`` if set, else ``gcc``.
 path than the CPU allows (for testing and benchmarking); the default is
 ``native``.
 
-The scaling factors of XNOR-Net (K, alpha) are not applied here: callers
-multiply the int32 results.
+The products return exact int32 results. Beside them, whole-layer functions
+apply XNOR-Net's scaling (K, alpha), the bias and a following batch norm or max
+pooling in float32 exactly as numpy does (same operations, same order; compiled
+with ``-ffp-contract=off``): :meth:`PackedDense.dense_layer`,
+:func:`pack_signs_mean_abs`, :func:`pack_channels_mean_abs`, :func:`conv_epilogue`.
+:func:`use_isa` selects a code path from Python (the tests run all of them on one
+machine); :func:`xnor_matmul_reference` is the plain reference kernel the fast
+ones are tested against.
 """
 import ctypes
 import hashlib
@@ -470,6 +476,17 @@ def _check_n(n, words):
     return n
 
 
+def _product_operands(a_packed, b_packed, n):
+    """Checked operands of a product, unused bits cleared: (a, b, n)."""
+    a = _as_packed(a_packed, 'a_packed')
+    b = _as_packed(b_packed, 'b_packed')
+    if a.shape[1] != b.shape[1]:
+        raise ValueError('a_packed and b_packed have %d and %d words per row'
+                         % (a.shape[1], b.shape[1]))
+    n = _check_n(n, a.shape[1])
+    return _clear_unused_bits(a, n), _clear_unused_bits(b, n), n
+
+
 def xnor_matmul(a_packed, b_packed, n):
     """Exact sign-matrix product from packed signs.
 
@@ -489,14 +506,7 @@ def xnor_matmul(a_packed, b_packed, n):
         ``out[i, j] = sum_k sign(a_ik) * sign(b_jk)
         = n - 2 * popcount(a_i XOR b_j)`` over the ``n`` valid bits.
     """
-    a = _as_packed(a_packed, 'a_packed')
-    b = _as_packed(b_packed, 'b_packed')
-    if a.shape[1] != b.shape[1]:
-        raise ValueError('a_packed and b_packed have %d and %d words per row'
-                         % (a.shape[1], b.shape[1]))
-    n = _check_n(n, a.shape[1])
-    a = _clear_unused_bits(a, n)
-    b = _clear_unused_bits(b, n)
+    a, b, n = _product_operands(a_packed, b_packed, n)
     lib = _get_lib()
     nt = _nthreads()
     return lib.gemm(a, lib.panels(b, nt), b.shape[0], n, nt)
@@ -505,14 +515,7 @@ def xnor_matmul(a_packed, b_packed, n):
 def xnor_matmul_reference(a_packed, b_packed, n):
     """:func:`xnor_matmul` by the C reference kernel: one popcount per pair of words,
     no blocking, no vectors (kept beside the fast kernels to test them against)."""
-    a = _as_packed(a_packed, 'a_packed')
-    b = _as_packed(b_packed, 'b_packed')
-    if a.shape[1] != b.shape[1]:
-        raise ValueError('a_packed and b_packed have %d and %d words per row'
-                         % (a.shape[1], b.shape[1]))
-    n = _check_n(n, a.shape[1])
-    a = _clear_unused_bits(a, n)
-    b = _clear_unused_bits(b, n)
+    a, b, n = _product_operands(a_packed, b_packed, n)
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     if out.size:
         _get_lib().function('xk_gemm_ref')(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data,

@@ -20,6 +20,17 @@ The weights are packed once per op, at first use (or when a packed model file is
 loaded, see :func:`binary_net.modelfile.load_packed`), and cached on the op; each
 batch packs only its activations. The kernels use :func:`binary_net.kernels.
 set_num_threads` threads.
+
+Fusion: an XNOR dense op runs as one C call (:meth:`binary_net.kernels.PackedDense.
+dense_layer`) that also computes the batch norm right after it and, when the op after
+that is a binary-input XNOR dense op, that op's packed input and K; an XNOR
+convolution packs its input's channels with their mean |x| in one C pass and runs
+the scaling, the max pooling and batch norm that follow it in one C pass per chunk
+(:func:`binary_net.kernels.conv_epilogue`). The ops computed ahead find their output
+in :attr:`XnorContext.prepared` and use it only if they are given the very array it
+was computed from, so every op's output (``FoldedNetwork.trace``) is still its own.
+The C code performs float mode's float32 operations in numpy's order, so nothing
+changes bit for bit.
 """
 import numpy as np
 
