@@ -393,8 +393,11 @@ def test_thread_counts_give_identical_results(isa, threads):
         assert K.get_num_threads() == (nt if K.kernel_info()['openmp'] else 1)
         dense = K.PackedDense(W)
         conv = K.PackedConv2D(Wc, stride=(1, 2), pad=(1, 1))
-        results.append((K.pack_signs(a), dense.matmul_signs(a), conv.conv_signs(x),
-                        K.pack_signs(x, axis=1)))
+        p = conv.conv_signs(x)
+        results.append((K.pack_signs(a), dense.matmul_signs(a), p, K.pack_signs(x, axis=1))
+                       + K.pack_channels_mean_abs(x) + K.pack_signs_mean_abs(a)
+                       + K.conv_epilogue(p, np.abs(x[:, :1, :, ::2]), np.arange(21.0),
+                                         np.ones(21), (2, 2), np.ones(21), np.zeros(21)))
     for r1, r2 in zip(*results):
         np.testing.assert_array_equal(r1, r2)
     np.testing.assert_array_equal(results[0][1], np.dot(sgn(a), sgn(W)))
