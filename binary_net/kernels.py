@@ -262,6 +262,7 @@ _SIGNATURES = {
     'xk_gemm_ref': ([_P, _I64, _I64, _P, _I64, _I64, _P], None),
     'xk_pack_mean_abs_f32': ([_P, _I64, _I64, _P, _P, _INT], None),
     'xk_xnor_dense': ([_P, _I64, _I64, _P, _I64, _I64, _INT] + [_P] * 9 + [_INT], _INT),
+    'xk_conv2d_ref': ([_P] + [_I64] * 4 + [_P] + [_I64] * 8 + [_P], None),
     'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _INT], None),
     'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
                           _P, _P, _P, _P, _INT], None),
@@ -1084,6 +1085,21 @@ class PackedConv2D:
             pcorr.ctypes.data if pcorr.size else None, out.ctypes.data, _nthreads())
         if status != 0:
             raise MemoryError('xnor kernels: out of memory')
+        return out
+
+    def conv_packed_reference(self, x_packed):
+        """:meth:`conv_packed` by the C reference kernel (tap by tap, no panels, no
+        border tables), kept beside the fast one to test it against."""
+        xp = _clear_unused_bits(np.ascontiguousarray(x_packed, dtype=np.uint64),
+                                self.filter_shape[1])
+        N, H, Wd, wc = xp.shape
+        F, C, fh, fw = self.filter_shape
+        out = np.empty(self.output_shape((N, C, H, Wd)), dtype=np.int32)
+        if out.size:
+            (sh, sw), (ph, pw) = self.stride, self.pad
+            _get_lib().function('xk_conv2d_ref')(
+                xp.ctypes.data, N, H, Wd, wc, self._wk.ctypes.data, F, fh, fw, sh, sw, ph, pw,
+                C * fh * fw, out.ctypes.data)
         return out
 
     def conv_signs(self, x):

@@ -245,6 +245,7 @@ def test_packed_conv2d(isa, case):
     ref = ref_conv(x, W, stride, pad)
     assert out.dtype == np.int32 and out.shape == ref.shape == conv.output_shape(x.shape)
     np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(conv.conv_packed_reference(K.pack_signs(x, axis=1)), ref)
     np.testing.assert_array_equal(conv.conv_signs(x.astype(np.float64)), ref)
     np.testing.assert_array_equal(conv.conv_signs(x[:1]), ref[:1])        # batch 1
     again = K.PackedConv2D.from_packed(conv.packed.copy(), W.shape, stride, pad)

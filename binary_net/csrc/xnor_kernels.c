@@ -1153,3 +1153,34 @@ XK_EXPORT void xk_conv_epilogue(const int32_t *p, int64_t N, int64_t F, int64_t 
         }
     }
 }
+
+/*
+ * Reference convolution, kept beside xk_conv2d (same arguments but no border
+ * tables): the definition, tap by tap; a tap in the padding contributes 0 and
+ * an inside tap C - 2 * popcount over its channel words (C = nbits / (fh*fw)).
+ */
+XK_EXPORT void xk_conv2d_ref(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, int64_t Wc,
+                             const uint64_t *wk, int64_t F, int64_t fh, int64_t fw,
+                             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t nbits,
+                             int32_t *out)
+{
+    int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
+    int64_t K = fh * fw * Wc, C = nbits / (fh * fw);
+    for (int64_t img = 0; img < N; img++)
+        for (int64_t f = 0; f < F; f++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int64_t sum = 0;
+                    for (int64_t i = 0; i < fh; i++)
+                        for (int64_t j = 0; j < fw; j++) {
+                            int64_t ih = oh * sh - ph + i, iw = ow * sw - pw + j;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
+                            const uint64_t *x = xp + ((img * H + ih) * Wd + iw) * Wc;
+                            const uint64_t *w = wk + f * K + (i * fw + j) * Wc;
+                            int64_t count = 0;
+                            for (int64_t g = 0; g < Wc; g++) count += __builtin_popcountll(x[g] ^ w[g]);
+                            sum += C - 2 * count;
+                        }
+                    out[((img * F + f) * OH + oh) * OW + ow] = (int32_t)sum;
+                }
+}
