@@ -49,6 +49,7 @@ import threading
 import numpy as np
 
 __all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channels_mean_abs',
+           'batch_norm_pack_channels',
            'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense',
            'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
            'ISAS']
@@ -263,7 +264,7 @@ _SIGNATURES = {
     'xk_pack_mean_abs_f32': ([_P, _I64, _I64, _P, _P, _INT], None),
     'xk_xnor_dense': ([_P, _I64, _I64, _P, _I64, _I64, _INT] + [_P] * 9 + [_INT], _INT),
     'xk_conv2d_ref': ([_P] + [_I64] * 4 + [_P] + [_I64] * 8 + [_P], None),
-    'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _INT], None),
+    'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT], None),
     'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
                           _P, _P, _P, _P, _INT], None),
 }
@@ -574,19 +575,45 @@ def pack_channels_mean_abs(x, mean_abs=True):
         As ``pack_signs(x, axis=1)``.
     mean : numpy.ndarray of float32, shape (N, 1, H, W), or None
     """
+    return _pack_channels(x, None, None, mean_abs)[1:]
+
+
+def batch_norm_pack_channels(x, scale, offset, mean_abs=True):
+    """A batch norm ``y = x * scale[c] + offset[c]`` (float32, numpy's two roundings)
+    and :func:`pack_channels_mean_abs` of ``y``, in one pass.
+
+    Returns
+    -------
+    y : float32 (N, C, H, W)
+    packed : uint64 (N, H, W, ceil(C / 64))
+    mean : float32 (N, 1, H, W), or None
+    """
+    return _pack_channels(x, scale, offset, mean_abs)
+
+
+def _pack_channels(x, scale, offset, mean_abs):
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise ValueError('x must be 4-D (N, C, H, W), got shape %s' % (x.shape,))
     N, C, H, Wd = x.shape
     packed = np.empty((N, H, Wd, _words(C)), dtype=np.uint64)
     mean = np.empty((N, 1, H, Wd), dtype=np.float32) if mean_abs else None
+    y = None
+    if scale is not None:
+        scale, offset = _f32_vector(scale, C, 'scale'), _f32_vector(offset, C, 'offset')
+        y = np.empty(x.shape, np.float32)
     if x.size:
+        addr = lambda a: None if a is None else a.ctypes.data
         _get_lib().function('xk_pack_channels_mean_abs_f32')(
-            x.ctypes.data, N, C, H * Wd, packed.ctypes.data,
-            None if mean is None else mean.ctypes.data, _nthreads())
-    elif mean is not None:
-        mean[...] = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
-    return packed, mean
+            x.ctypes.data, N, C, H * Wd, addr(scale), addr(offset), addr(y), packed.ctypes.data,
+            addr(mean), _nthreads())
+    else:
+        if y is not None:
+            y[...] = x * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
+        if mean is not None:
+            mean[...] = np.mean(np.abs(x if y is None else y), axis=1, keepdims=True,
+                                dtype=np.float32)
+    return y, packed, mean
 
 
 def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, offset=None,

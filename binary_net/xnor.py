@@ -24,7 +24,8 @@ set_num_threads` threads.
 Fusion: an XNOR dense op runs as one C call (:meth:`binary_net.kernels.PackedDense.
 dense_layer`) that also computes the batch norm right after it and, when the op after
 that is a binary-input XNOR dense op, that op's packed input and K; an XNOR
-convolution packs its input's channels with their mean |x| in one C pass and runs
+convolution packs its input's channels with their mean |x| in one C pass (with the
+batch norm before it, when there is one) and runs
 the scaling, the max pooling and batch norm that follow it in one C pass per chunk
 (:func:`binary_net.kernels.conv_epilogue`). The ops computed ahead find their output
 in :attr:`XnorContext.prepared` and use it only if they are given the very array it
@@ -149,6 +150,33 @@ def _prepared_forward_xnor(self, x, ctx):
     return self.forward(x, ctx)
 
 
+def _affine_forward_xnor(self, x, ctx):
+    """A batch norm: computed already by the XNOR op before it, or, before a binary-input
+    XNOR convolution, computed with that convolution's packed input and mean |x| in one
+    C pass."""
+    ready = ctx.prepared.pop(self.index, None)
+    if ready is not None and ready[0] is x:
+        return ready[1]
+    nxt = _next_conv(self, ctx)
+    if nxt is None or x.ndim != 4 or x.dtype != np.float32 or x.shape[1] != nxt.W_sign.shape[1]:
+        return self.forward(x, ctx)
+    y, packed, mean_abs = kernels.batch_norm_pack_channels(
+        x, ctx.param(self, 'scale'), ctx.param(self, 'offset'), nxt.scale_input)
+    ctx.prepared[nxt.index] = (y, packed, mean_abs)
+    return y
+
+
+def _next_conv(op, ctx):
+    """The binary-input XNOR convolution right after ``op`` in the network, or None."""
+    def find():
+        ops, i = ctx.network.ops, op.index
+        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        return nxt if isinstance(nxt, XnorConv) and nxt.binary_input else None
+    if not _in_network(op, ctx):
+        return None
+    return op.cached(('xnor', 'next conv'), find)
+
+
 def _bias_shape(vector):
     return vector.reshape(1, -1, 1, 1)
 
@@ -183,7 +211,11 @@ def _conv_forward_xnor(self, x, ctx):
     if not self.binary_input:
         return self.forward(x, ctx)
     packed = packed_weights(self)
-    x_packed, mean_abs = kernels.pack_channels_mean_abs(x, self.scale_input)
+    prepared = ctx.prepared.pop(self.index, None)
+    if prepared is not None and prepared[0] is x:
+        x_packed, mean_abs = prepared[1], prepared[2]
+    else:
+        x_packed, mean_abs = kernels.pack_channels_mean_abs(x, self.scale_input)
     K = None
     if self.scale_input:
         # The float-mode K of XnorConv.forward: the same box filter on the same mean |x|.
@@ -222,6 +254,6 @@ def _conv_forward_xnor(self, x, ctx):
 
 XnorDense.forward_xnor = _dense_forward_xnor
 XnorConv.forward_xnor = _conv_forward_xnor
-Affine.forward_xnor = _prepared_forward_xnor
+Affine.forward_xnor = _affine_forward_xnor
 MaxPool.forward_xnor = _prepared_forward_xnor
 register_mode('xnor', XnorContext)

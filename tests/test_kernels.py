@@ -306,6 +306,13 @@ def test_pack_channels_mean_abs_is_numpys(isa, C):
     np.testing.assert_array_equal(packed, K.pack_signs(x, axis=1))
     expected = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
     assert np.array_equal(mean.view(np.int32), expected.view(np.int32))
+    scale, offset = rng.uniform(-2, 2, (2, C)).astype(np.float32)
+    y, packed, mean = K.batch_norm_pack_channels(x, scale, offset)
+    y_ref = x * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
+    assert np.array_equal(y.view(np.int32), y_ref.view(np.int32))
+    np.testing.assert_array_equal(packed, ref_pack(y_ref, axis=1))
+    expected = np.mean(np.abs(y_ref), axis=1, keepdims=True, dtype=np.float32)
+    assert np.array_equal(mean.view(np.int32), expected.view(np.int32))
 
 
 def dense_reference(x, W, K_, alpha, b, bias_before, scale, offset):

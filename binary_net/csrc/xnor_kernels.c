@@ -1030,13 +1030,15 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
 /* ------------------------------------------------------------------------ */
 
 /*
- * x: (N, C, HW) floats. out (if not NULL): (N, HW, ceil(C/64)) words, the
- * channels of each pixel packed (pack_signs(x, axis=1)); mean (if not NULL):
- * (N, HW) floats, np.mean(np.abs(x), axis=1, dtype=float32): numpy adds the
- * channels one after the other, element by element, from 0, then divides by
- * float32(C).
+ * x: (N, C, HW) floats. If scale is not NULL, the batch norm v = x * scale[c] +
+ * offset[c] (two roundings, as numpy) is written to y (N, C, HW) and used below
+ * instead of x. out (if not NULL): (N, HW, ceil(C/64)) words, the channels of
+ * each pixel packed (pack_signs(v, axis=1)); mean (if not NULL): (N, HW) floats,
+ * np.mean(np.abs(v), axis=1, dtype=float32): numpy adds the channels one after
+ * the other, element by element, from 0, then divides by float32(C).
  */
 XK_EXPORT void xk_pack_channels_mean_abs_f32(const float *x, int64_t N, int64_t C, int64_t HW,
+                                             const float *scale, const float *offset, float *y,
                                              uint64_t *out, float *mean, int nthreads)
 {
     int64_t nw = (C + 63) >> 6, nqb = (HW + XK_QBLOCK - 1) / XK_QBLOCK, ntask = N * nqb;
@@ -1055,6 +1057,15 @@ XK_EXPORT void xk_pack_channels_mean_abs_f32(const float *x, int64_t N, int64_t 
             for (int64_t q = 0; q < nq; q++) acc[q] = 0;
             for (int64_t c = 0; c < nc; c++) {
                 const float *xc = x + (img * C + c0 + c) * HW + q0;
+                if (scale) {
+                    float *yc = y + (img * C + c0 + c) * HW + q0;
+                    float sc = scale[c0 + c], of = offset[c0 + c];
+                    for (int64_t q = 0; q < nq; q++) {
+                        float u = xc[q] * sc;
+                        yc[q] = u + of;
+                    }
+                    xc = yc;
+                }
                 for (int64_t q = 0; q < nq; q++) {
                     acc[q] |= (uint64_t)(xc[q] >= 0.0f) << c;
                     sum[q] += __builtin_fabsf(xc[q]);
