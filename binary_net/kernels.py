@@ -818,11 +818,13 @@ class PackedDense:
             raise ValueError('x has %d features, expected n_in=%d' % (x.shape[1], self.n_in))
         if x.dtype == np.float16:
             x = x.astype(np.float32)
-        if x.dtype not in (np.float32, np.float64) or self.n_in == 0:
+        lib = _get_lib()
+        if (x.dtype not in (np.float32, np.float64) or self.n_in == 0
+                or x.shape[0] < 4 * lib.mr * max(1, _nthreads() or lib.lib.xk_max_threads())):
+            # (too few rows to share out by rows: the packed product splits columns too)
             return self.matmul_packed(pack_signs(x, axis=1))
         # Packing and product in one pass, the packing overlapped with the product.
         x = np.ascontiguousarray(x)
-        lib = _get_lib()
         panels = self._get_panels(lib)
         out = np.empty((x.shape[0], self.n_out), dtype=np.int32)
         fn = lib.lib.xk_dense_f32 if x.dtype == np.float32 else lib.lib.xk_dense_f64
