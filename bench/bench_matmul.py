@@ -1,7 +1,7 @@
 """Benchmark: XNOR-popcount product vs numpy float32 matmul, side by side.
 
-    python bench/bench_matmul.py [--threads 1 2] [--repeat N] [--isa native|avx2|portable]
-                                 [--shapes 256x4096x4096 ...] [--clock wall|cpu]
+    python bench/bench_matmul.py [--threads 1 2] [--repeat N] [--isa native avx2 portable]
+                                 [--shapes 256x4096x4096 ...] [--clock wall|cpu] [--ghz F]
 
 For each shape M x K x N (A: M x K activations, B: K x N weights), it times
 
@@ -15,10 +15,14 @@ Repeats are interleaved (numpy, xnor, kernel, pack, numpy, ...); the median is
 reported, with the ratio of the fastest runs beside it. Times are wall-clock by
 default; ``--clock cpu`` times one-thread runs with the calling thread's CPU
 time instead, which leaves out the time it spent descheduled on a busy machine.
-Each thread count runs in its own subprocess with OPENBLAS_NUM_THREADS,
+Each (code path, thread count) runs in its own subprocess with OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS and MKL_NUM_THREADS set, so numpy's BLAS and the XNOR kernels
-use the same number of threads. The XNOR result is checked against
-``sign(A) @ sign(B)`` once per shape; the exit status is 1 if it differs.
+use the same number of threads; ``--isa native avx2`` compares the code paths
+(BINARY_NET_ISA) side by side, and a summary table of the ratios ends the run.
+The kernel's time per 256-bit word of XOR-popcount work (M * N * ceil(K / 64) / 4
+words) is printed in ns, and in cycles with ``--ghz`` (the core clock: ``perf
+stat`` cannot count cycles in many virtual machines). The XNOR result is checked
+against ``sign(A) @ sign(B)`` once per shape; the exit status is 1 if it differs.
 """
 import argparse
 import json
@@ -74,16 +78,38 @@ def child(args):
                 times[name].append(clock() - t0)
         med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
         best = {k: 1e3 * float(np.min(v)) for k, v in times.items()}
-        rows.append(dict(shape=spec, exact=exact, median_ms=med, min_ms=best))
+        words = M * N * (-(-Kd // 64)) / 4.0
+        ns_word = 1e6 * med['kernel'] / words * nt        # per thread
+        rows.append(dict(shape=spec, exact=exact, median_ms=med, min_ms=best,
+                         ns_per_word=ns_word))
         print('  %-15s numpy %8.2f ms | xnor %7.2f ms (pack alone %5.2f) -> %5.1fx (best-of %5.1fx)'
               ' | kernel only %7.2f ms -> %5.1fx (best-of %5.1fx) | exact: %s'
               % (spec, med['numpy'], med['xnor'], med['pack'], med['numpy'] / med['xnor'],
                  best['numpy'] / best['xnor'], med['kernel'], med['numpy'] / med['kernel'],
                  best['numpy'] / best['kernel'], 'yes' if exact else 'NO'),
               flush=True)
-    if args.json:
-        print('JSON ' + json.dumps({'threads': nt, 'isa': info['isa'], 'rows': rows}))
+        print('  %-15s kernel: %.3f ns per 256-bit word per thread%s'
+              % ('', ns_word, ', %.2f cycles at %.2f GHz' % (ns_word * args.ghz, args.ghz)
+                 if args.ghz else ''), flush=True)
+    print('JSON ' + json.dumps({'threads': nt, 'isa': info['isa'], 'rows': rows}), flush=True)
     return 0 if all(r['exact'] for r in rows) else 1
+
+
+def summary(results, shapes):
+    """The ratios of every (code path, threads) run, one line per shape."""
+    cols = [r for r in results if r]
+    head = ''.join('  %-26s' % ('%s, %d thr' % (r['isa'], r['threads'])) for r in cols)
+    print('\nSummary: numpy float32 time / xnor time (with packing | kernel only)')
+    print('%-15s%s' % ('shape', head))
+    for spec in shapes:
+        line = '%-15s' % spec
+        for r in cols:
+            row = next((x for x in r['rows'] if x['shape'] == spec), None)
+            if row:
+                m = row['median_ms']
+                line += '  %8.1fx | %6.1fx       ' % (m['numpy'] / m['xnor'],
+                                                   m['numpy'] / m['kernel'])
+        print(line)
 
 
 def main(argv=None):
@@ -92,8 +118,11 @@ def main(argv=None):
                    help='thread counts to compare (default: 1 2)')
     p.add_argument('--repeat', type=int, default=9, help='timed repeats per shape (default 9)')
     p.add_argument('--shapes', nargs='+', default=DEFAULT_SHAPES, help='MxKxN shapes')
-    p.add_argument('--isa', choices=['native', 'avx2', 'portable'], default=None,
-                   help='build a narrower code path than the CPU allows (BINARY_NET_ISA)')
+    p.add_argument('--isa', choices=['native', 'avx2', 'portable'], nargs='+', default=None,
+                   help='code paths to compare side by side (BINARY_NET_ISA; default: '
+                        '$BINARY_NET_ISA or native)')
+    p.add_argument('--ghz', type=float, default=None,
+                   help='core clock in GHz, to print cycles per 256-bit word')
     p.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
                    help="'cpu': time one-thread runs with the thread's CPU time")
     p.add_argument('--json', action='store_true', help='also print a JSON line per thread count')
@@ -106,20 +135,24 @@ def main(argv=None):
     for var in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'):
         print('%s: %s' % (var, os.environ.get(var, '(not set)')))
     status = 0
-    for nt in args.threads:
-        env = machine.thread_env(nt)
-        if args.isa:
-            env['BINARY_NET_ISA'] = args.isa
-        print('\n%d thread(s): median of %d interleaved repeats, %s time'
-              % (nt, args.repeat, 'CPU' if args.clock == 'cpu' and nt == 1 else 'wall-clock'),
-              flush=True)
-        cmd = [sys.executable, os.path.abspath(__file__), '--child', str(nt), '--clock',
-               args.clock, '--repeat', str(args.repeat), '--shapes'] + args.shapes
-        if args.json:
-            cmd.append('--json')
-        status |= subprocess.run(cmd, env=env).returncode
+    results = []
+    for isa in args.isa or [None]:
+        for nt in args.threads:
+            env = machine.thread_env(nt)
+            if isa:
+                env['BINARY_NET_ISA'] = isa
+            print('\n%s%d thread(s): median of %d interleaved repeats, %s time'
+                  % ('%s path, ' % isa if isa else '', nt, args.repeat,
+                     'CPU' if args.clock == 'cpu' and nt == 1 else 'wall-clock'), flush=True)
+            cmd = [sys.executable, os.path.abspath(__file__), '--child', str(nt), '--clock',
+                   args.clock, '--repeat', str(args.repeat), '--shapes'] + args.shapes
+            if args.ghz:
+                cmd += ['--ghz', str(args.ghz)]
+            code, result = machine.run_child(cmd, env, args.json)
+            status |= code
+            results.append(result)
+    summary(results, args.shapes)
     return status
-
 
 if __name__ == '__main__':
     sys.exit(main())

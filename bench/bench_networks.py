@@ -1,6 +1,7 @@
 """Benchmark: whole networks in xnor mode against float mode, side by side.
 
     python bench/bench_networks.py [--threads 1 16] [--repeat N] [--clock wall|cpu]
+                                   [--isa native avx2 portable] [--batch B]
                                    [--mnist-batch B] [--cifar-batch B]
                                    [--mnist-model PATH] [--networks mnist4096 ...]
 
@@ -23,10 +24,15 @@ kind in both modes and, inside the XNOR ops of xnor mode, the time of packing th
 activations, of the XNOR-popcount kernel, and of the rest (K, the scaling by K and
 alpha, the bias, conversions).
 
-Each thread count runs in its own subprocess with OPENBLAS_NUM_THREADS /
-OMP_NUM_THREADS / MKL_NUM_THREADS set (numpy's BLAS) and
-``binary_net.kernels.set_num_threads`` (the XNOR kernels), so both modes get the
-same number of threads. ``--clock cpu`` times one-thread runs by the thread's CPU
+``--batch B`` sets both batch sizes; with small batches (``--batch 1``: one image
+per call, as a server or an embedded user runs it) each timed sample is a run of
+consecutive calls over at least 64 images, each call a fresh batch of B.
+
+Each (code path, thread count) runs in its own subprocess with OPENBLAS_NUM_THREADS /
+OMP_NUM_THREADS / MKL_NUM_THREADS set (numpy's BLAS), BINARY_NET_ISA (``--isa``
+compares code paths side by side) and ``binary_net.kernels.set_num_threads`` (the
+XNOR kernels), so both modes get the same number of threads; a summary table of
+the ratios ends the run. ``--clock cpu`` times one-thread runs by the thread's CPU
 time, which a busy machine disturbs less than wall-clock time.
 """
 import argparse
@@ -95,8 +101,9 @@ def build(name, args):
         what = 'trained MNIST model %s (%s units)' % (path, '-'.join(map(str, units)))
         batch = args.mnist_batch
     rng = np.random.RandomState(1)
-    X = rng.uniform(-1, 1, (batch,) + net.input_shape).astype(np.float32)
-    return what, net, X
+    calls = max(1, -(-64 // batch))       # images per timed sample: at least 64
+    X = rng.uniform(-1, 1, (calls * batch,) + net.input_shape).astype(np.float32)
+    return what, net, X, batch
 
 
 def instrumented_run(net, X, mode, clock):
@@ -151,26 +158,36 @@ def child(args):
         if built is None:
             print('\n  %s: no model file, skipped' % name)
             continue
-        what, net, X = built
+        what, net, X_all, batch = built
+        batches = [X_all[i:i + batch] for i in range(0, len(X_all), batch)]
+        X = batches[0]
+
+        def run(mode):
+            for xb in batches:
+                net.predict_scores(xb, mode)
+
         t0 = time.perf_counter()
         ref = net.predict_scores(X, 'float')
         t1 = time.perf_counter()
         got = net.predict_scores(X, 'xnor')   # packs the weights, once
         t2 = time.perf_counter()
-        identical = bool(np.array_equal(ref, got))
+        identical = bool(np.array_equal(ref, got)) and all(
+            np.array_equal(net.predict_scores(xb, 'float'), net.predict_scores(xb, 'xnor'))
+            for xb in batches[1:4])
         status |= 0 if identical else 1
         times = {'float': [], 'xnor': []}
         for _ in range(args.repeat):
             for mode in ('float', 'xnor'):
                 start = clock()
-                net.predict_scores(X, mode)
-                times[mode].append(clock() - start)
+                run(mode)
+                times[mode].append((clock() - start) / len(batches))
         med = {m: float(np.median(v)) for m, v in times.items()}
         ips = {m: len(X) / med[m] for m in med}
         ratio = med['float'] / med['xnor']
-        print('\n  %s: %s, batch %d' % (name, what, len(X)))
-        print('    float %9.1f images/s (%8.2f ms per batch) | xnor %9.1f images/s '
-              '(%7.2f ms) | xnor/float speed %.1fx | scores bit-identical: %s'
+        print('\n  %s: %s, batch %d%s' % (name, what, len(X), ' (%d calls per sample)'
+                                         % len(batches) if len(batches) > 1 else ''))
+        print('    float %9.1f images/s (%8.3f ms per batch) | xnor %9.1f images/s '
+              '(%7.3f ms) | xnor/float speed %.1fx | scores bit-identical: %s'
               % (ips['float'], 1e3 * med['float'], ips['xnor'], 1e3 * med['xnor'], ratio,
                  'yes' if identical else 'NO'))
         print('    first xnor call (packs the weights once): %.1f ms; first float call %.1f ms'
@@ -196,16 +213,34 @@ def child(args):
         # Separate measurements: on a busy machine the difference can come out negative.
         rest = max(0.0, binary - b['inside']['pack'] - b['inside']['kernel'])
         print('    xnor ops in xnor mode: %.2f ms = pack activations %.2f + XNOR-popcount '
-              'kernel %.2f + K, scaling, bias, conversion %.2f; other ops %.2f ms'
+              'kernel %.2f + K, scaling, bias and the fused batch norm / pooling %.2f; '
+              'other ops %.2f ms'
               % (1e3 * binary, 1e3 * b['inside']['pack'], 1e3 * b['inside']['kernel'],
                  1e3 * rest, 1e3 * (b['total'] - binary)), flush=True)
         results.append(dict(network=name, batch=len(X), float_images_per_s=ips['float'],
                             xnor_images_per_s=ips['xnor'], ratio=ratio, identical=identical,
                             breakdown_ms={m: {k: 1e3 * t for k, t in b['by_kind'].items()}
                                           for m, b in breakdown.items()}))
-    if args.json:
-        print('JSON ' + json.dumps({'threads': nt, 'isa': info['isa'], 'results': results}))
+    print('JSON ' + json.dumps({'threads': nt, 'isa': info['isa'], 'results': results}),
+          flush=True)
     return status
+
+
+def summary(runs):
+    """One line per network: xnor images/s and the xnor/float ratio of every run."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return
+    print('\nSummary: xnor images/s (xnor/float speed), scores bit-identical in every run')
+    print('%-13s%s' % ('network', ''.join('  %-24s' % ('%s, %d thr' % (r['isa'], r['threads']))
+                                          for r in runs)))
+    for name in dict.fromkeys(x['network'] for r in runs for x in r['results']):
+        line = '%-13s' % name
+        for r in runs:
+            x = next((x for x in r['results'] if x['network'] == name), None)
+            line += '  %-24s' % ('%.0f (%.1fx), batch %d' % (x['xnor_images_per_s'], x['ratio'],
+                                                            x['batch']) if x else '-')
+        print(line)
 
 
 def main(argv=None):
@@ -215,6 +250,11 @@ def main(argv=None):
     p.add_argument('--repeat', type=int, default=7, help='timed repeats per mode (default 7)')
     p.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
                    help="'cpu': time one-thread runs with the thread's CPU time")
+    p.add_argument('--isa', choices=['native', 'avx2', 'portable'], nargs='+', default=None,
+                   help='XNOR code paths to compare side by side (BINARY_NET_ISA; default: '
+                        '$BINARY_NET_ISA or native)')
+    p.add_argument('--batch', type=int, default=None,
+                   help='images per call for every network (e.g. 1); overrides the two below')
     p.add_argument('--mnist-batch', type=int, default=100,
                    help='MNIST images per batch (default 100, as the evaluation script)')
     p.add_argument('--cifar-batch', type=int, default=16,
@@ -230,25 +270,33 @@ def main(argv=None):
         return child(args)
 
     threads = args.threads or sorted({1, machine.usable_cores()})
+    if args.batch is not None:
+        args.mnist_batch = args.cifar_batch = args.batch
+    if min(args.mnist_batch, args.cifar_batch) < 1:
+        p.error('batch sizes must be >= 1')
     print(machine.describe_machine(cores=True))
     status = 0
-    for nt in threads:
-        env = machine.thread_env(nt)
-        print('\n%d thread(s) for numpy and the XNOR kernels: median of %d interleaved '
-              'repeats, %s time' % (nt, args.repeat,
-                                    'CPU' if args.clock == 'cpu' and nt == 1 else 'wall-clock'),
-              flush=True)
-        cmd = [sys.executable, os.path.abspath(__file__), '--child', str(nt),
-               '--repeat', str(args.repeat), '--clock', args.clock,
-               '--mnist-batch', str(args.mnist_batch), '--cifar-batch', str(args.cifar_batch),
-               '--networks'] + args.networks
-        if args.mnist_model:
-            cmd += ['--mnist-model', args.mnist_model]
-        if args.json:
-            cmd.append('--json')
-        status |= subprocess.run(cmd, env=env).returncode
+    runs = []
+    for isa in args.isa or [None]:
+        for nt in threads:
+            env = machine.thread_env(nt)
+            if isa:
+                env['BINARY_NET_ISA'] = isa
+            print('\n%s%d thread(s) for numpy and the XNOR kernels: median of %d interleaved '
+                  'repeats, %s time' % ('%s path, ' % isa if isa else '', nt, args.repeat,
+                                        'CPU' if args.clock == 'cpu' and nt == 1
+                                        else 'wall-clock'), flush=True)
+            cmd = [sys.executable, os.path.abspath(__file__), '--child', str(nt),
+                   '--repeat', str(args.repeat), '--clock', args.clock,
+                   '--mnist-batch', str(args.mnist_batch), '--cifar-batch', str(args.cifar_batch),
+                   '--networks'] + args.networks
+            if args.mnist_model:
+                cmd += ['--mnist-model', args.mnist_model]
+            code, result = machine.run_child(cmd, env, args.json)
+            status |= code
+            runs.append(result)
+    summary(runs)
     return status
-
 
 if __name__ == '__main__':
     sys.exit(main())

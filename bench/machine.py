@@ -3,8 +3,10 @@
 The benchmark scripts run as ``python bench/NAME.py``, so their directory is on
 ``sys.path`` and they import this module as ``import machine``.
 """
+import json
 import os
 import platform
+import subprocess
 import time
 
 # The environment variables that set the BLAS / OpenMP thread counts.
@@ -106,3 +108,17 @@ def timing_clock(kind, threads):
             return time.thread_time
         print('  (--clock cpu needs one thread: wall-clock time is used)')
     return time.perf_counter
+
+
+def run_child(cmd, env, show_json=False):
+    """Run a benchmark child, echoing its output; return (exit status, the dict of its
+    last 'JSON ...' line or None). JSON lines are echoed only with ``show_json``."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in proc.stdout:
+        if line.startswith('JSON '):
+            result = json.loads(line[5:])
+            if not show_json:
+                continue
+        print(line, end='', flush=True)
+    return proc.wait(), result

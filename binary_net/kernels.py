@@ -28,8 +28,14 @@ split over OpenMP threads. The compiler is ``$CC`` if set, else ``gcc``.
 path than the CPU allows (for testing and benchmarking); the default is
 ``native``.
 
-The scaling factors of XNOR-Net (K, alpha) are not applied here: callers
-multiply the int32 results.
+The products return exact int32 results. Beside them, whole-layer functions
+apply XNOR-Net's scaling (K, alpha), the bias and a following batch norm or max
+pooling in float32 exactly as numpy does (same operations, same order; compiled
+with ``-ffp-contract=off``): :meth:`PackedDense.dense_layer`,
+:func:`pack_signs_mean_abs`, :func:`pack_channels_mean_abs`, :func:`conv_epilogue`.
+:func:`use_isa` selects a code path from Python (the tests run all of them on one
+machine); :func:`xnor_matmul_reference` is the plain reference kernel the fast
+ones are tested against.
 """
 import ctypes
 import hashlib
@@ -42,8 +48,11 @@ import threading
 
 import numpy as np
 
-__all__ = ['KernelBuildError', 'pack_signs', 'xnor_matmul', 'PackedDense',
-           'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info']
+__all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channels_mean_abs',
+           'batch_norm_pack_channels',
+           'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense',
+           'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
+           'ISAS']
 
 
 class KernelBuildError(RuntimeError):
@@ -55,7 +64,9 @@ _SOURCE = os.path.join(_HERE, 'csrc', 'xnor_kernels.c')
 
 #: Compiler command as a list (e.g. ``['gcc']``); None means ``$CC`` or ``gcc``.
 _COMPILER = None
-_BASE_FLAGS = ['-O3', '-shared', '-fPIC']
+# -ffp-contract=off: the fused layers (xk_xnor_dense) must round every float
+# multiply and add separately, as numpy does, to stay bit-identical to float mode.
+_BASE_FLAGS = ['-O3', '-ffp-contract=off', '-shared', '-fPIC']
 _ISA_FLAGS = {
     'native': ['-march=native'],
     'avx2': ['-march=native', '-mno-avx512f'],
@@ -225,6 +236,16 @@ class _Lib:
                                     out.ctypes.data, nthreads)
         return out
 
+    def function(self, name):
+        """The C function ``name``, its ctypes signature (from _SIGNATURES) set once."""
+        bound = self.__dict__.setdefault('_bound', {})
+        fn = bound.get(name)
+        if fn is None:
+            fn = getattr(self.lib, name)
+            fn.argtypes, fn.restype = _SIGNATURES[name]
+            bound[name] = fn
+        return fn
+
     def gemm(self, a, panels, n_cols, n, nthreads):
         m, words = a.shape
         out = np.empty((m, n_cols), dtype=np.int32)
@@ -237,8 +258,49 @@ class _Lib:
         return out
 
 
+#: ctypes signatures of the functions bound lazily by :meth:`_Lib.function`.
+_SIGNATURES = {
+    'xk_gemm_ref': ([_P, _I64, _I64, _P, _I64, _I64, _P], None),
+    'xk_pack_mean_abs_f32': ([_P, _I64, _I64, _P, _P, _INT], None),
+    'xk_xnor_dense': ([_P, _I64, _I64, _P, _I64, _I64, _INT] + [_P] * 9 + [_INT], _INT),
+    'xk_conv2d_ref': ([_P] + [_I64] * 4 + [_P] + [_I64] * 8 + [_P], None),
+    'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT], None),
+    'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
+                          _P, _P, _P, _P, _INT], None),
+}
+
+#: The code paths BINARY_NET_ISA (or :func:`use_isa`) may select.
+ISAS = tuple(_ISA_FLAGS)
+
+
+_isa_override = None    # set by use_isa(); None: $BINARY_NET_ISA
+
+
+def use_isa(isa):
+    """Select the code path of later kernel calls, overriding ``$BINARY_NET_ISA``.
+
+    Parameters
+    ----------
+    isa : str or None
+        One of :data:`ISAS` ('native': the widest the CPU has, 'avx2', 'portable');
+        None goes back to ``$BINARY_NET_ISA`` (default 'native'). Each path is
+        compiled at its first use; on x86 every path runs on a CPU with AVX-512,
+        which is how the tests cover all three on one machine.
+
+    Returns
+    -------
+    str or None
+        The previous setting, for restoring it.
+    """
+    global _isa_override
+    if isa is not None and isa not in _ISA_FLAGS:
+        raise ValueError('isa must be one of %s, not %r' % (', '.join(ISAS), isa))
+    previous, _isa_override = _isa_override, isa
+    return previous
+
+
 def _selected_isa():
-    isa = os.environ.get('BINARY_NET_ISA', 'native') or 'native'
+    isa = _isa_override or os.environ.get('BINARY_NET_ISA', 'native') or 'native'
     if isa not in _ISA_FLAGS:
         raise ValueError('BINARY_NET_ISA must be one of %s, not %r'
                          % (', '.join(sorted(_ISA_FLAGS)), isa))
@@ -416,6 +478,17 @@ def _check_n(n, words):
     return n
 
 
+def _product_operands(a_packed, b_packed, n):
+    """Checked operands of a product, unused bits cleared: (a, b, n)."""
+    a = _as_packed(a_packed, 'a_packed')
+    b = _as_packed(b_packed, 'b_packed')
+    if a.shape[1] != b.shape[1]:
+        raise ValueError('a_packed and b_packed have %d and %d words per row'
+                         % (a.shape[1], b.shape[1]))
+    n = _check_n(n, a.shape[1])
+    return _clear_unused_bits(a, n), _clear_unused_bits(b, n), n
+
+
 def xnor_matmul(a_packed, b_packed, n):
     """Exact sign-matrix product from packed signs.
 
@@ -435,17 +508,194 @@ def xnor_matmul(a_packed, b_packed, n):
         ``out[i, j] = sum_k sign(a_ik) * sign(b_jk)
         = n - 2 * popcount(a_i XOR b_j)`` over the ``n`` valid bits.
     """
-    a = _as_packed(a_packed, 'a_packed')
-    b = _as_packed(b_packed, 'b_packed')
-    if a.shape[1] != b.shape[1]:
-        raise ValueError('a_packed and b_packed have %d and %d words per row'
-                         % (a.shape[1], b.shape[1]))
-    n = _check_n(n, a.shape[1])
-    a = _clear_unused_bits(a, n)
-    b = _clear_unused_bits(b, n)
+    a, b, n = _product_operands(a_packed, b_packed, n)
     lib = _get_lib()
     nt = _nthreads()
     return lib.gemm(a, lib.panels(b, nt), b.shape[0], n, nt)
+
+
+def xnor_matmul_reference(a_packed, b_packed, n):
+    """:func:`xnor_matmul` by the C reference kernel: one popcount per pair of words,
+    no blocking, no vectors (kept beside the fast kernels to test them against)."""
+    a, b, n = _product_operands(a_packed, b_packed, n)
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    if out.size:
+        _get_lib().function('xk_gemm_ref')(a.ctypes.data, a.shape[0], a.shape[1], b.ctypes.data,
+                                           b.shape[0], n, out.ctypes.data)
+    return out
+
+
+def pack_signs_mean_abs(x, mean_abs=True):
+    """Packed signs of the rows of ``x`` and their mean absolute values, in one pass.
+
+    Parameters
+    ----------
+    x : array_like, shape (rows, n)
+        float32 (other dtypes are converted).
+    mean_abs : bool
+        Also compute ``np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)``,
+        bit for bit (numpy's summation order is reproduced), the K of an XNOR
+        dense layer.
+
+    Returns
+    -------
+    packed : numpy.ndarray of uint64, shape (rows, ceil(n / 64))
+        As ``pack_signs(x)``.
+    K : numpy.ndarray of float32, shape (rows, 1), or None
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError('x must be 2-D (rows, n), got shape %s' % (x.shape,))
+    rows, n = x.shape
+    packed = np.empty((rows, _words(n)), dtype=np.uint64)
+    K = np.empty((rows, 1), dtype=np.float32) if mean_abs else None
+    if rows and n:
+        _get_lib().function('xk_pack_mean_abs_f32')(
+            x.ctypes.data, rows, n, packed.ctypes.data, None if K is None else K.ctypes.data,
+            _nthreads())
+    elif K is not None:
+        K[...] = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+    return packed, K
+
+
+def pack_channels_mean_abs(x, mean_abs=True):
+    """Packed channel signs of images and their channel mean of ``|x|``, in one pass.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+        float32 (other dtypes are converted).
+    mean_abs : bool
+        Also compute ``np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)``,
+        bit for bit (the first step of an XNOR convolution's K).
+
+    Returns
+    -------
+    packed : numpy.ndarray of uint64, shape (N, H, W, ceil(C / 64))
+        As ``pack_signs(x, axis=1)``.
+    mean : numpy.ndarray of float32, shape (N, 1, H, W), or None
+    """
+    return _pack_channels(x, None, None, mean_abs)[1:]
+
+
+def batch_norm_pack_channels(x, scale, offset, mean_abs=True):
+    """A batch norm ``y = x * scale[c] + offset[c]`` (float32, numpy's two roundings)
+    and :func:`pack_channels_mean_abs` of ``y``, in one pass.
+
+    Returns
+    -------
+    y : float32 (N, C, H, W)
+    packed : uint64 (N, H, W, ceil(C / 64))
+    mean : float32 (N, 1, H, W), or None
+    """
+    return _pack_channels(x, scale, offset, mean_abs)
+
+
+def _pack_channels(x, scale, offset, mean_abs):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError('x must be 4-D (N, C, H, W), got shape %s' % (x.shape,))
+    N, C, H, Wd = x.shape
+    packed = np.empty((N, H, Wd, _words(C)), dtype=np.uint64)
+    mean = np.empty((N, 1, H, Wd), dtype=np.float32) if mean_abs else None
+    y = None
+    if scale is not None:
+        scale, offset = _f32_vector(scale, C, 'scale'), _f32_vector(offset, C, 'offset')
+        y = np.empty(x.shape, np.float32)
+    if x.size:
+        addr = lambda a: None if a is None else a.ctypes.data
+        _get_lib().function('xk_pack_channels_mean_abs_f32')(
+            x.ctypes.data, N, C, H * Wd, addr(scale), addr(offset), addr(y), packed.ctypes.data,
+            addr(mean), _nthreads())
+    else:
+        if y is not None:
+            y[...] = x * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
+        if mean is not None:
+            mean[...] = np.mean(np.abs(x if y is None else y), axis=1, keepdims=True,
+                                dtype=np.float32)
+    return y, packed, mean
+
+
+def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, offset=None,
+                  out=None):
+    """The float arithmetic after an XNOR convolution's product, in one C pass.
+
+    Computes, in float32 and in numpy's order (bit-identical to the float mode of
+    :class:`binary_net.inference.XnorConv`, ``MaxPool`` and ``Affine``)::
+
+        z = (float32(product) * K) * alpha[f] + b[f]
+        pooled = max over pool windows of z          (if pool is given)
+        y = (pooled or z) * scale[f] + offset[f]     (if scale is given)
+
+    Parameters
+    ----------
+    product : int32 array (N, F, OH, OW)
+    K : float32 array (N, 1, OH, OW), or None (not applied)
+    alpha, b : float32 arrays (F,), or None (not applied)
+    pool : pair (ph, pw) or None
+        Non-overlapping max pooling; a partial border is dropped.
+    scale, offset : float32 arrays (F,), or None
+    out : tuple (z, pooled, y) of C-contiguous float32 arrays, or None
+        Where to write the results (None entries, or None: new arrays).
+
+    Returns
+    -------
+    z, pooled, y : float32 arrays, or None where not asked for
+    """
+    p = np.ascontiguousarray(product, dtype=np.int32)
+    if p.ndim != 4:
+        raise ValueError('product must be 4-D (N, F, OH, OW), got shape %s' % (p.shape,))
+    N, F, OH, OW = p.shape
+    flags = 0
+    if K is not None:
+        K = np.ascontiguousarray(K, dtype=np.float32)
+        if K.shape != (N, 1, OH, OW):
+            raise ValueError('K has shape %s, expected %s' % (K.shape, (N, 1, OH, OW)))
+        flags |= _SCALE_INPUT
+    if alpha is not None:
+        alpha = _f32_vector(alpha, F, 'alpha')
+        flags |= _SCALE_WEIGHTS
+    b = np.zeros(F, np.float32) if b is None else _f32_vector(b, F, 'b')
+    ph, pw = (0, 0) if pool is None else _pair(pool, 'pool')
+    if pool is not None and min(ph, pw) < 1:
+        raise ValueError('pool must be >= 1, got %r' % ((ph, pw),))
+    out = out or (None, None, None)
+
+    def target(given, shape, name):
+        if given is None:
+            return np.empty(shape, np.float32)
+        if (given.shape != shape or given.dtype != np.float32
+                or not given.flags.c_contiguous):
+            raise ValueError('out %s must be C-contiguous float32 %s' % (name, shape))
+        return given
+
+    z = target(out[0], p.shape, 'z')
+    pooled = None if pool is None else target(out[1], (N, F, OH // ph, OW // pw), 'pooled')
+    y = None
+    if scale is not None:
+        scale, offset = _f32_vector(scale, F, 'scale'), _f32_vector(offset, F, 'offset')
+        y = target(out[2], z.shape if pooled is None else pooled.shape, 'y')
+    addr = lambda a: None if a is None else a.ctypes.data
+    if z.size:
+        _get_lib().function('xk_conv_epilogue')(
+            p.ctypes.data, N, F, OH, OW, flags, addr(K), addr(alpha), b.ctypes.data,
+            z.ctypes.data, ph, pw, addr(pooled), addr(scale), addr(offset), addr(y),
+            _nthreads())
+    return z, pooled, y
+
+
+def _f32_vector(v, size, name):
+    if type(v) is not np.ndarray or v.dtype != np.float32 or not v.flags.c_contiguous:
+        v = np.ascontiguousarray(v, dtype=np.float32)
+    if v.ndim != 1:
+        v = v.reshape(-1)
+    if v.size != size:
+        raise ValueError('%s has %d values, expected %d' % (name, v.size, size))
+    return v
+
+
+# C flags of xk_xnor_dense
+_SCALE_INPUT, _SCALE_WEIGHTS, _BIAS_BEFORE = 1, 2, 4
 
 
 # --------------------------------------------------------------------------
@@ -568,11 +818,13 @@ class PackedDense:
             raise ValueError('x has %d features, expected n_in=%d' % (x.shape[1], self.n_in))
         if x.dtype == np.float16:
             x = x.astype(np.float32)
-        if x.dtype not in (np.float32, np.float64) or self.n_in == 0:
+        lib = _get_lib()
+        if (x.dtype not in (np.float32, np.float64) or self.n_in == 0
+                or x.shape[0] < 4 * lib.mr * max(1, _nthreads() or lib.lib.xk_max_threads())):
+            # (too few rows to share out by rows: the packed product splits columns too)
             return self.matmul_packed(pack_signs(x, axis=1))
         # Packing and product in one pass, the packing overlapped with the product.
         x = np.ascontiguousarray(x)
-        lib = _get_lib()
         panels = self._get_panels(lib)
         out = np.empty((x.shape[0], self.n_out), dtype=np.int32)
         fn = lib.lib.xk_dense_f32 if x.dtype == np.float32 else lib.lib.xk_dense_f64
@@ -580,6 +832,102 @@ class PackedDense:
               out.ctypes.data, self.n_out, _nthreads()) != 0:
             raise MemoryError('xnor kernels: out of memory')
         return out
+
+
+    def dense_layer(self, x_packed, K=None, alpha=None, b=None, bias_before_scaling=False,
+                    scale=None, offset=None, next_packed=False, next_mean_abs=False):
+        """A whole XNOR dense layer, and the batch norm after it, in one C pass.
+
+        Computes, in float32 and operation by operation as numpy does (so the
+        results are bit-identical to the float-mode arithmetic of
+        :class:`binary_net.inference.XnorDense` and ``Affine``)::
+
+            p = sign(x) @ sign(W)                       (int32, exact)
+            z = (float32(p) * K) * alpha + b            (or ((p + b) * K) * alpha)
+            y = z * scale + offset                      (if scale is given)
+
+        and, for a following XNOR layer, the packed signs of ``y`` and its K.
+        Rows and blocks of 64 output units are split over the threads (a batch
+        of one image too).
+
+        Parameters
+        ----------
+        x_packed : numpy.ndarray of uint64, shape (batch, ceil(n_in / 64))
+            Unused bits must be 0 (as :func:`pack_signs` leaves them).
+        K : float32 array (batch,) or (batch, 1), or None
+            Per-row input scale; None: not applied.
+        alpha, b : float32 arrays (n_out,), or None (not applied)
+        bias_before_scaling : bool
+        scale, offset : float32 arrays (n_out,), or None
+            The folded batch norm applied to ``z``.
+        next_packed, next_mean_abs : bool
+            Also return ``pack_signs(y)`` and ``np.mean(np.abs(y), axis=1,
+            keepdims=True)`` (need ``scale``).
+
+        Returns
+        -------
+        z, y, y_packed, y_K : arrays, or None where not asked for
+        """
+        xp = x_packed
+        if (type(xp) is not np.ndarray or xp.dtype != np.uint64 or xp.ndim != 2
+                or not xp.flags.c_contiguous):
+            xp = _as_packed(xp, 'x_packed')
+        words = self.packed.shape[1]
+        if xp.shape[1] != words:
+            raise ValueError('x_packed has %d words per row, expected %d' % (xp.shape[1], words))
+        rows, n_out = xp.shape[0], self.n_out
+        flags = _BIAS_BEFORE if bias_before_scaling else 0
+        k_addr = None
+        if K is not None:
+            K = _f32_vector(K, rows, 'K')
+            k_addr = K.ctypes.data
+            flags |= _SCALE_INPUT
+        if alpha is not None:
+            flags |= _SCALE_WEIGHTS
+        if scale is None and (next_packed or next_mean_abs):
+            raise ValueError('next_packed / next_mean_abs need scale and offset')
+        lib = _get_lib()
+        # Addresses of the per-layer constants, found once (a ctypes address costs
+        # about as much as the whole product of a small layer).
+        key = (lib.isa, id(alpha), id(b), id(scale), id(offset))
+        const = self._const.get(key) if hasattr(self, '_const') else None
+        if const is None:
+            vectors = [None if v is None else _f32_vector(v, n_out, name) for v, name in
+                       ((alpha, 'alpha'), (np.zeros(n_out) if b is None else b, 'b'),
+                        (scale, 'scale'), (offset, 'offset'))]
+            if (scale is None) != (offset is None):
+                raise ValueError('scale and offset go together')
+            panels = self._get_panels(lib)
+            const = ((alpha, b, scale, offset), vectors, panels.ctypes.data,
+                     [None if v is None else v.ctypes.data for v in vectors])
+            self.__dict__.setdefault('_const', {})
+            if len(self._const) > 16:
+                self._const.clear()
+            self._const[key] = const
+        p_addr, (a_addr, b_addr, s_addr, o_addr) = const[2], const[3]
+        # One allocation for all outputs: z, y (float32), then y's packed words and K.
+        nw = _words(n_out)
+        n_y = rows * n_out if scale is not None else 0
+        n_p = rows * nw if next_packed else 0
+        n_k = rows if next_mean_abs else 0
+        buf = np.empty(8 * (n_p + (rows * n_out + n_y + n_k + 1) // 2), dtype=np.uint8)
+        base = buf.ctypes.data
+        yp = buf[:8 * n_p].view(np.uint64).reshape(rows, nw) if next_packed else None
+        off = 8 * n_p
+        z = buf[off:off + 4 * rows * n_out].view(np.float32).reshape(rows, n_out)
+        z_addr = base + off
+        off += 4 * rows * n_out
+        y = buf[off:off + 4 * n_y].view(np.float32).reshape(rows, n_out) if n_y else None
+        y_addr = base + off if n_y else None
+        off += 4 * n_y
+        yk = buf[off:off + 4 * n_k].view(np.float32).reshape(rows, 1) if n_k else None
+        status = lib.function('xk_xnor_dense')(
+            xp.ctypes.data, rows, words, p_addr, n_out, self.n_in, flags, k_addr, a_addr,
+            b_addr, z_addr, s_addr, o_addr, y_addr, base if n_p else None,
+            base + off if n_k else None, _nthreads())
+        if status != 0:
+            raise MemoryError('xnor kernels: out of memory')
+        return z, y, yp, yk
 
 
 def _pair(v, name):
@@ -719,13 +1067,17 @@ class PackedConv2D:
         self._borders[key] = hit
         return hit
 
-    def conv_packed(self, x_packed):
+    def conv_packed(self, x_packed, out=None):
         """Cross-correlation of input channels that are already packed.
 
         Parameters
         ----------
         x_packed : numpy.ndarray of uint64, shape (N, H, W, ceil(C / 64))
             ``pack_signs(x, axis=1)`` for ``x`` of shape (N, C, H, W).
+        out : numpy.ndarray of int32 or None
+            A C-contiguous buffer of at least N * F * OH * OW elements to write the
+            result into (reusing one saves the page faults of a new large array);
+            the result is then a view of its beginning.
 
         Returns
         -------
@@ -742,7 +1094,15 @@ class PackedConv2D:
         if out_shape[2] < 1 or out_shape[3] < 1:
             raise ValueError('input %dx%d is smaller than the %dx%d filter with pad %s'
                              % (H, Wd, fh, fw, self.pad))
-        out = np.empty(out_shape, dtype=np.int32)
+        size = int(np.prod(out_shape))
+        if out is None:
+            out = np.empty(out_shape, dtype=np.int32)
+        elif (out.dtype != np.int32 or not out.flags.c_contiguous or out.size < size
+              or not out.flags.writeable):
+            raise ValueError('out must be a writeable C-contiguous int32 array of at least '
+                             '%d elements' % size)
+        else:
+            out = out.reshape(-1)[:size].reshape(out_shape)
         if out.size == 0:
             return out
         lib = _get_lib()
@@ -754,6 +1114,21 @@ class PackedConv2D:
             pcorr.ctypes.data if pcorr.size else None, out.ctypes.data, _nthreads())
         if status != 0:
             raise MemoryError('xnor kernels: out of memory')
+        return out
+
+    def conv_packed_reference(self, x_packed):
+        """:meth:`conv_packed` by the C reference kernel (tap by tap, no panels, no
+        border tables), kept beside the fast one to test it against."""
+        xp = _clear_unused_bits(np.ascontiguousarray(x_packed, dtype=np.uint64),
+                                self.filter_shape[1])
+        N, H, Wd, wc = xp.shape
+        F, C, fh, fw = self.filter_shape
+        out = np.empty(self.output_shape((N, C, H, Wd)), dtype=np.int32)
+        if out.size:
+            (sh, sw), (ph, pw) = self.stride, self.pad
+            _get_lib().function('xk_conv2d_ref')(
+                xp.ctypes.data, N, H, Wd, wc, self._wk.ctypes.data, F, fh, fw, sh, sw, ph, pw,
+                C * fh * fw, out.ctypes.data)
         return out
 
     def conv_signs(self, x):

@@ -20,11 +20,24 @@ The weights are packed once per op, at first use (or when a packed model file is
 loaded, see :func:`binary_net.modelfile.load_packed`), and cached on the op; each
 batch packs only its activations. The kernels use :func:`binary_net.kernels.
 set_num_threads` threads.
+
+Fusion: an XNOR dense op runs as one C call (:meth:`binary_net.kernels.PackedDense.
+dense_layer`) that also computes the batch norm right after it and, when the op after
+that is a binary-input XNOR dense op, that op's packed input and K; an XNOR
+convolution packs its input's channels with their mean |x| in one C pass (with the
+batch norm before it, when there is one) and runs
+the scaling, the max pooling and batch norm that follow it in one C pass per chunk
+(:func:`binary_net.kernels.conv_epilogue`). The ops computed ahead find their output
+in :attr:`XnorContext.prepared` and use it only if they are given the very array it
+was computed from, so every op's output (``FoldedNetwork.trace``) is still its own.
+The C code performs float mode's float32 operations in numpy's order, so nothing
+changes bit for bit.
 """
 import numpy as np
 
 from . import kernels
-from .inference import FloatContext, XnorConv, XnorDense, conv2d, register_mode
+from .inference import (Affine, FloatContext, FoldedNetwork, MaxPool, XnorConv, XnorDense,
+                        conv2d, register_mode)
 
 __all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'PACKED_KEY']
 
@@ -37,6 +50,13 @@ class XnorContext(FloatContext):
 
     mode = 'xnor'
     dtype = np.float32
+
+    def __init__(self, network):
+        super().__init__(network)
+        #: op index -> what an earlier op computed for it in the same C call: for a
+        #: batch norm (its input, its output), for an XNOR dense op (its input, the
+        #: packed signs, K). Used only if the op is then given that very input.
+        self.prepared = {}
 
 
 def packed_weights(op):
@@ -66,33 +86,95 @@ def attach_packed(op, words):
     return packed
 
 
+def _fusion(op, ctx):
+    """What a binary-input XNOR dense op computes with it in one C call: ``(affine,
+    next_dense)``, the batch norm right after it (or None) and, after that, the next
+    XNOR dense op with a binary input (or None), whose packed input and K it then
+    prepares. Found once per op."""
+    def find():
+        ops = ctx.network.ops
+        i = op.index
+        after = ops[i + 1] if i is not None and i + 1 < len(ops) else None
+        if not (isinstance(after, Affine) and after.params['scale'].size == op.W_sign.shape[1]):
+            return None, None
+        nxt = ops[i + 2] if i + 2 < len(ops) else None
+        if isinstance(nxt, XnorDense) and nxt.binary_input:
+            return after, nxt
+        return after, None
+    if not _in_network(op, ctx):
+        return None, None
+    return op.cached(('xnor', 'fusion'), find)
+
+
+def _in_network(op, ctx):
+    """Whether ``op`` is the op at its index in the network ``ctx`` runs."""
+    net = getattr(ctx, 'network', None)
+    return (isinstance(net, FoldedNetwork) and op.index is not None
+            and op.index < len(net.ops) and net.ops[op.index] is op)
+
+
 def _dense_forward_xnor(self, x, ctx):
+    """``(sign(x) @ W_sign) * K * alpha + b`` in one C call (kernels.PackedDense.
+    dense_layer), with the batch norm after it and the next XNOR layer's packing and
+    K when the network has them (see XnorContext); float mode's arithmetic, bit for bit."""
     if not self.binary_input:
         return self.forward(x, ctx)
-    x = x.reshape(len(x), -1)
-    product = packed_weights(self).matmul_signs(x)   # int32, exact
-    # From here on the float-mode arithmetic of XnorDense.forward, in the same
-    # order and dtype; only the int32 -> float32 conversion (exact) is fused into
-    # the first operation.
-    b = ctx.param(self, 'b')
-    K = None
-    if self.scale_input:
-        K = ctx.intermediate(self, 'K', np.mean(np.abs(x), axis=1, keepdims=True,
-                                                dtype=ctx.dtype))
-    out = np.empty(product.shape, ctx.dtype)
-    if self.bias_before_scaling:
-        np.add(product, b, out=out, dtype=ctx.dtype)
-        if K is not None:
-            out *= K
-    elif K is not None:
-        np.multiply(product, K, out=out, dtype=ctx.dtype)
+    prepared = ctx.prepared.pop(self.index, None)
+    if prepared is not None and prepared[0] is x:
+        x_packed, K = prepared[1], prepared[2]
     else:
-        out[...] = product
-    if self.scale_weights:
-        out *= ctx.param(self, 'alpha')
-    if not self.bias_before_scaling:
-        out += b
-    return out
+        x_packed, K = kernels.pack_signs_mean_abs(x.reshape(len(x), -1), self.scale_input)
+    if self.scale_input:
+        K = ctx.intermediate(self, 'K', K)
+    affine, nxt = _fusion(self, ctx)
+    scale = offset = None
+    if affine is not None:
+        scale, offset = ctx.param(affine, 'scale'), ctx.param(affine, 'offset')
+    z, y, y_packed, y_K = packed_weights(self).dense_layer(
+        x_packed, K if self.scale_input else None,
+        ctx.param(self, 'alpha') if self.scale_weights else None, ctx.param(self, 'b'),
+        self.bias_before_scaling, scale, offset, next_packed=nxt is not None,
+        next_mean_abs=nxt is not None and nxt.scale_input)
+    if affine is not None:
+        ctx.prepared[affine.index] = (z, y)
+        if nxt is not None:
+            ctx.prepared[nxt.index] = (y, y_packed, y_K)
+    return z
+
+
+def _prepared_forward_xnor(self, x, ctx):
+    """The op's output if the XNOR op before it computed it already (batch norm, pooling)."""
+    ready = ctx.prepared.pop(self.index, None)
+    if ready is not None and ready[0] is x:
+        return ready[1]
+    return self.forward(x, ctx)
+
+
+def _affine_forward_xnor(self, x, ctx):
+    """A batch norm: computed already by the XNOR op before it, or, before a binary-input
+    XNOR convolution, computed with that convolution's packed input and mean |x| in one
+    C pass."""
+    ready = ctx.prepared.pop(self.index, None)
+    if ready is not None and ready[0] is x:
+        return ready[1]
+    nxt = _next_conv(self, ctx)
+    if nxt is None or x.ndim != 4 or x.dtype != np.float32 or x.shape[1] != nxt.W_sign.shape[1]:
+        return self.forward(x, ctx)
+    y, packed, mean_abs = kernels.batch_norm_pack_channels(
+        x, ctx.param(self, 'scale'), ctx.param(self, 'offset'), nxt.scale_input)
+    ctx.prepared[nxt.index] = (y, packed, mean_abs)
+    return y
+
+
+def _next_conv(op, ctx):
+    """The binary-input XNOR convolution right after ``op`` in the network, or None."""
+    def find():
+        ops, i = ctx.network.ops, op.index
+        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        return nxt if isinstance(nxt, XnorConv) and nxt.binary_input else None
+    if not _in_network(op, ctx):
+        return None
+    return op.cached(('xnor', 'next conv'), find)
 
 
 def _bias_shape(vector):
@@ -104,52 +186,74 @@ def _bias_shape(vector):
 CONV_CHUNK_ELEMENTS = 1 << 18
 
 
-def _mean_abs(x, dtype):
-    """``np.mean(np.abs(x), axis=1, keepdims=True, dtype=dtype)``, bit for bit, computed
-    a few samples at a time so that ``abs(x)`` stays in cache (numpy sums the channel
-    axis of each sample in the same order either way)."""
-    if len(x) == 0:
-        return np.mean(np.abs(x), axis=1, keepdims=True, dtype=dtype)
-    step = max(1, CONV_CHUNK_ELEMENTS // max(1, x[:1].size))
-    out = np.empty((len(x), 1) + x.shape[2:], dtype)
-    buffer = np.empty((min(step, len(x)),) + x.shape[1:], x.dtype)
-    for start in range(0, len(x), step):
-        chunk = x[start:start + step]
-        np.mean(np.abs(chunk, out=buffer[:len(chunk)]), axis=1, keepdims=True, dtype=dtype,
-                out=out[start:start + step])
-    return out
+def _conv_fusion(op, ctx):
+    """``(pool, affine)``: the max pooling and/or batch norm right after a binary-input
+    XNOR convolution that it computes in the same C pass (None where absent)."""
+    def find():
+        ops, i = ctx.network.ops, op.index
+        F = op.W_sign.shape[0]
+        nxt = ops[i + 1:i + 3]
+        pool = nxt[0] if nxt and isinstance(nxt[0], MaxPool) else None
+        rest = nxt[1:] if pool is not None else nxt[:1]
+        affine = rest[0] if rest and isinstance(rest[0], Affine) else None
+        if affine is not None and affine.params['scale'].size != F:
+            affine = None
+        return pool, affine
+    if not _in_network(op, ctx):
+        return None, None
+    return op.cached(('xnor', 'conv fusion'), find)
 
 
 def _conv_forward_xnor(self, x, ctx):
+    """Pack the channels and their mean |x| (one C pass), K by float mode's box filter,
+    the product, and (float32(product) * K) * alpha + b, with the max pooling and batch
+    norm that follow when the network has them (one C pass per chunk of images)."""
     if not self.binary_input:
         return self.forward(x, ctx)
     packed = packed_weights(self)
+    prepared = ctx.prepared.pop(self.index, None)
+    if prepared is not None and prepared[0] is x:
+        x_packed, mean_abs = prepared[1], prepared[2]
+    else:
+        x_packed, mean_abs = kernels.pack_channels_mean_abs(x, self.scale_input)
     K = None
     if self.scale_input:
-        # The float-mode K of XnorConv.forward, computed the same way on the same batch.
+        # The float-mode K of XnorConv.forward: the same box filter on the same mean |x|.
         fh, fw = self.W_sign.shape[2:]
         box = np.full((1, 1, fh, fw), 1.0 / (fh * fw), dtype=ctx.dtype)
-        K = ctx.intermediate(self, 'K', conv2d(_mean_abs(x, ctx.dtype), box, self.stride,
-                                               self.pad))
-    alpha = _bias_shape(ctx.param(self, 'alpha')) if self.scale_weights else None
-    b = _bias_shape(ctx.param(self, 'b'))
-    out = np.empty(packed.output_shape(x.shape), ctx.dtype)
-    step = max(1, CONV_CHUNK_ELEMENTS // max(1, out[:1].size))
+        K = ctx.intermediate(self, 'K', conv2d(mean_abs, box, self.stride, self.pad))
+    alpha = ctx.param(self, 'alpha') if self.scale_weights else None
+    b = ctx.param(self, 'b')
+    pool, affine = _conv_fusion(self, ctx)
+    scale = offset = None
+    if affine is not None:
+        scale, offset = ctx.param(affine, 'scale'), ctx.param(affine, 'offset')
+    shape = packed.output_shape(x.shape)
+    z = np.empty(shape, ctx.dtype)
+    pooled = y = None
+    if pool is not None:
+        ph, pw = pool.pool_size
+        pooled = np.empty(shape[:2] + (shape[2] // ph, shape[3] // pw), ctx.dtype)
+    if affine is not None:
+        y = np.empty(z.shape if pooled is None else pooled.shape, ctx.dtype)
+    step = max(1, CONV_CHUNK_ELEMENTS // max(1, z[:1].size))
+    buffer = np.empty(min(step, len(x)) * z[:1].size, np.int32)   # reused by every chunk
     for start in range(0, len(x), step):
-        stop = start + step
-        product = packed.conv_signs(x[start:stop])   # int32, exact
-        chunk = out[start:stop]
-        # The float-mode arithmetic: (float32(product) * K) * alpha + b.
-        if K is not None:
-            np.multiply(product, K[start:stop], out=chunk, dtype=ctx.dtype)
-        else:
-            chunk[...] = product
-        if alpha is not None:
-            chunk *= alpha
-        chunk += b
-    return out
+        s = slice(start, start + step)
+        product = packed.conv_packed(x_packed[s], out=buffer)   # int32, exact
+        kernels.conv_epilogue(product, None if K is None else K[s], alpha, b,
+                              None if pool is None else pool.pool_size, scale, offset,
+                              out=(z[s], None if pooled is None else pooled[s],
+                                   None if y is None else y[s]))
+    if pool is not None:
+        ctx.prepared[pool.index] = (z, pooled)
+    if affine is not None:
+        ctx.prepared[affine.index] = (z if pooled is None else pooled, y)
+    return z
 
 
 XnorDense.forward_xnor = _dense_forward_xnor
 XnorConv.forward_xnor = _conv_forward_xnor
+Affine.forward_xnor = _affine_forward_xnor
+MaxPool.forward_xnor = _prepared_forward_xnor
 register_mode('xnor', XnorContext)

@@ -51,10 +51,12 @@ def signed_data(rng, shape, dtype=np.float32, zeros=0.15):
 
 
 @pytest.fixture(params=ISAS)
-def isa(request, monkeypatch):
-    """Run a test once per compiled code path (AVX-512 / AVX2 / portable)."""
-    monkeypatch.setenv('BINARY_NET_ISA', request.param)
-    return K._get_lib().isa
+def isa(request):
+    """Run a test once per compiled code path (AVX-512 / AVX2 / portable), selected
+    with kernels.use_isa: an x86 CPU with AVX-512 runs all three."""
+    previous = K.use_isa(request.param)
+    yield K._get_lib().isa
+    K.use_isa(previous)
 
 
 @pytest.fixture
@@ -133,6 +135,22 @@ def test_xnor_matmul_exact(isa, M, n, N):
     out = K.xnor_matmul(K.pack_signs(a), K.pack_signs(b), n)
     assert out.dtype == np.int32 and out.shape == (M, N)
     np.testing.assert_array_equal(out, np.dot(sgn(a), sgn(b).T))
+
+
+@pytest.mark.parametrize('M,n,N', [(1, 4096, 130), (2, 70, 64), (9, 700, 65), (70, 3000, 200),
+                                   (3, 64 * 49 + 1, 129)])
+def test_fast_product_equals_reference_kernel(isa, threads, M, n, N):
+    """Column blocks of 64 (several threads, a batch of one split by columns, the
+    prefetching small-batch path) against the C reference kernel and numpy."""
+    rng = np.random.default_rng(M + n + N)
+    a, b = K.pack_signs(signed_data(rng, (M, n))), K.pack_signs(signed_data(rng, (N, n)))
+    ref = K.xnor_matmul_reference(a, b, n)
+    signs = lambda p: np.where(np.unpackbits(p.view(np.uint8), axis=1, bitorder='little')[:, :n],
+                               1, -1)
+    np.testing.assert_array_equal(ref, signs(a) @ signs(b).T)
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        np.testing.assert_array_equal(K.xnor_matmul(a, b, n), ref)
 
 
 def test_xnor_matmul_ignores_bits_past_n():
@@ -227,6 +245,7 @@ def test_packed_conv2d(isa, case):
     ref = ref_conv(x, W, stride, pad)
     assert out.dtype == np.int32 and out.shape == ref.shape == conv.output_shape(x.shape)
     np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(conv.conv_packed_reference(K.pack_signs(x, axis=1)), ref)
     np.testing.assert_array_equal(conv.conv_signs(x.astype(np.float64)), ref)
     np.testing.assert_array_equal(conv.conv_signs(x[:1]), ref[:1])        # batch 1
     again = K.PackedConv2D.from_packed(conv.packed.copy(), W.shape, stride, pad)
@@ -259,6 +278,115 @@ def test_conv_several_input_sizes_and_errors():
         K.PackedConv2D.from_packed(conv.packed, (3, 4, 3, 2))
 
 
+# ------------------------------------------------------------ fused layers
+
+MEAN_ABS_LENGTHS = [1, 7, 8, 9, 15, 16, 127, 128, 129, 136, 257, 784, 1000, 4096, 8192, 8193,
+                    20000]
+
+
+def test_pack_signs_mean_abs_is_numpys_mean_bit_for_bit(isa):
+    """K of a dense layer: numpy's pairwise summation order reproduced in C."""
+    rng = np.random.default_rng(11)
+    for n in MEAN_ABS_LENGTHS:
+        x = signed_data(rng, (3, n)) * np.float32(rng.uniform(0.01, 100))
+        packed, mean = K.pack_signs_mean_abs(x)
+        np.testing.assert_array_equal(packed, ref_pack(x))
+        expected = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+        assert mean.dtype == np.float32 and mean.shape == (3, 1)
+        assert np.array_equal(mean.view(np.int32), expected.view(np.int32)), n
+    assert K.pack_signs_mean_abs(x, mean_abs=False)[1] is None
+
+
+@pytest.mark.parametrize('C', [1, 3, 64, 65, 130])
+def test_pack_channels_mean_abs_is_numpys(isa, C):
+    rng = np.random.default_rng(C)
+    x = signed_data(rng, (3, C, 7, 40)) * np.float32(3.7)
+    packed, mean = K.pack_channels_mean_abs(x)
+    np.testing.assert_array_equal(packed, ref_pack(x, axis=1))
+    np.testing.assert_array_equal(packed, K.pack_signs(x, axis=1))
+    expected = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+    assert np.array_equal(mean.view(np.int32), expected.view(np.int32))
+    scale, offset = rng.uniform(-2, 2, (2, C)).astype(np.float32)
+    y, packed, mean = K.batch_norm_pack_channels(x, scale, offset)
+    y_ref = x * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
+    assert np.array_equal(y.view(np.int32), y_ref.view(np.int32))
+    np.testing.assert_array_equal(packed, ref_pack(y_ref, axis=1))
+    expected = np.mean(np.abs(y_ref), axis=1, keepdims=True, dtype=np.float32)
+    assert np.array_equal(mean.view(np.int32), expected.view(np.int32))
+
+
+def dense_reference(x, W, K_, alpha, b, bias_before, scale, offset):
+    """Float mode's arithmetic in numpy, one operation after the other."""
+    z = (sgn(x) @ sgn(W)).astype(np.float32)
+    if bias_before:
+        z += b
+    if K_ is not None:
+        z *= K_
+    if alpha is not None:
+        z *= alpha
+    if not bias_before:
+        z += b
+    return z, z * scale + offset
+
+
+@pytest.mark.parametrize('M,n,N', [(1, 784, 300), (5, 100, 64), (70, 4096, 129), (2, 64, 1)])
+@pytest.mark.parametrize('variant', ['plain', 'bias_before', 'no_K', 'no_alpha'])
+def test_dense_layer_is_float_modes_arithmetic(isa, threads, M, n, N, variant):
+    rng = np.random.default_rng(M * N + n)
+    x, W = signed_data(rng, (M, n)), signed_data(rng, (n, N))
+    alpha = None if variant == 'no_alpha' else rng.uniform(0.1, 1, N).astype(np.float32)
+    b, offset = (rng.standard_normal((2, N)).astype(np.float32))
+    scale = rng.uniform(0.5, 2, N).astype(np.float32)
+    layer = K.PackedDense(W)
+    xp, Kx = K.pack_signs_mean_abs(x, variant != 'no_K')
+    z_ref, y_ref = dense_reference(x, W, Kx, alpha, b, variant == 'bias_before', scale, offset)
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        z, y, yp, yk = layer.dense_layer(xp, Kx, alpha, b, variant == 'bias_before', scale,
+                                         offset, next_packed=True, next_mean_abs=True)
+        for got, want in ((z, z_ref), (y, y_ref)):
+            assert got.dtype == np.float32
+            assert np.array_equal(got.view(np.int32), want.view(np.int32))
+        np.testing.assert_array_equal(yp, ref_pack(y_ref))
+        np.testing.assert_array_equal(yk, np.mean(np.abs(y_ref), axis=1, keepdims=True,
+                                                  dtype=np.float32))
+        z_only = layer.dense_layer(xp, Kx, alpha, b, variant == 'bias_before')
+        np.testing.assert_array_equal(z_only[0], z_ref)
+        assert z_only[1:] == (None, None, None)
+    with pytest.raises(ValueError):
+        layer.dense_layer(xp, next_packed=True)
+    with pytest.raises(ValueError):
+        layer.dense_layer(xp[:, :0])
+
+
+@pytest.mark.parametrize('pool', [None, (2, 2), (3, 2), (1, 3)])
+def test_conv_epilogue_is_float_modes_arithmetic(isa, pool):
+    rng = np.random.default_rng(7)
+    N, F, OH, OW = 3, 5, 7, 9
+    p = rng.integers(-300, 300, (N, F, OH, OW)).astype(np.int32)
+    Kx = rng.uniform(0, 2, (N, 1, OH, OW)).astype(np.float32)
+    alpha, b, scale, offset = rng.uniform(-1, 1, (4, F)).astype(np.float32)
+    bias = lambda v: v.reshape(1, -1, 1, 1)
+    z_ref = p.astype(np.float32) * Kx
+    z_ref *= bias(alpha)
+    z_ref += bias(b)
+    v = z_ref
+    if pool is not None:
+        ph, pw = pool
+        v = z_ref[:, :, :OH // ph * ph, :OW // pw * pw].reshape(
+            N, F, OH // ph, ph, OW // pw, pw).max(axis=(3, 5))
+    y_ref = v * bias(scale) + bias(offset)
+    z, pooled, y = K.conv_epilogue(p, Kx, alpha, b, pool, scale, offset)
+    assert np.array_equal(z.view(np.int32), z_ref.view(np.int32))
+    assert np.array_equal(y.view(np.int32), y_ref.view(np.int32))
+    if pool is None:
+        assert pooled is None
+    else:
+        np.testing.assert_array_equal(pooled, v)
+    z2, _, _ = K.conv_epilogue(p, None, None, b)
+    np.testing.assert_array_equal(z2, p.astype(np.float32) + bias(b))
+
+
 # ------------------------------------------------------------------ threads
 
 def test_thread_counts_give_identical_results(isa, threads):
@@ -273,8 +401,11 @@ def test_thread_counts_give_identical_results(isa, threads):
         assert K.get_num_threads() == (nt if K.kernel_info()['openmp'] else 1)
         dense = K.PackedDense(W)
         conv = K.PackedConv2D(Wc, stride=(1, 2), pad=(1, 1))
-        results.append((K.pack_signs(a), dense.matmul_signs(a), conv.conv_signs(x),
-                        K.pack_signs(x, axis=1)))
+        p = conv.conv_signs(x)
+        results.append((K.pack_signs(a), dense.matmul_signs(a), p, K.pack_signs(x, axis=1))
+                       + K.pack_channels_mean_abs(x) + K.pack_signs_mean_abs(a)
+                       + K.conv_epilogue(p, np.abs(x[:, :1, :, ::2]), np.arange(21.0),
+                                         np.ones(21), (2, 2), np.ones(21), np.zeros(21)))
     for r1, r2 in zip(*results):
         np.testing.assert_array_equal(r1, r2)
     np.testing.assert_array_equal(results[0][1], np.dot(sgn(a), sgn(W)))

@@ -566,41 +566,91 @@ static void tile(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P
     }
 }
 
+/* Output columns per task: whole 64-byte lines of int32 results, so that two
+ * threads never write the same cache line, and one packed word of the next
+ * layer's input per row (see xk_xnor_dense). */
+#define XK_CB 64
+/* Up to this many rows, products prefetch the weights' panels (block_product). */
+#ifndef XK_STREAM_ROWS
+#define XK_STREAM_ROWS 8
+#endif
+enum { XK_PPB = XK_CB / XK_NR };   /* panels per column block */
+
 /* Rows per task: A block of about 64 KiB, but enough tasks to share out. */
-static int64_t choose_mc(int64_t M, int64_t np, int64_t W, int nt)
+static int64_t choose_mc(int64_t M, int64_t ncb, int64_t W, int nt)
 {
     int64_t mc = (65536 / 8) / (W > 0 ? W : 1);
     if (mc < XK_MR) mc = XK_MR;
     mc = (mc / XK_MR) * XK_MR;
     if (mc > M) mc = M;
-    while (mc > XK_MR && ((M + mc - 1) / mc) * np < 8 * (int64_t)nt)
+    while (mc > XK_MR && ((M + mc - 1) / mc) * ncb < 8 * (int64_t)nt)
         mc = ((mc / 2 + XK_MR - 1) / XK_MR) * XK_MR;
     return mc > 0 ? mc : 1;
+}
+
+static int64_t tile_steps(int64_t rows, int64_t W);
+
+/* rows x columns [j0, j0 + XK_CB) of the product, panel by panel. With few rows
+ * each panel is used briefly and the product streams the weights from memory:
+ * then the panel two ahead is prefetched meanwhile, a few lines per word step
+ * (the hardware prefetcher stops at each 4 KiB page, often one panel). */
+static void block_product(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P,
+                          int64_t W, int64_t N, int64_t n, int64_t j0, int32_t *C, int64_t ldc)
+{
+    int64_t np = (N + XK_NR - 1) / XK_NR, pbytes = W * XK_NR * 8;
+    for (int64_t p = j0 / XK_NR; p < np && p * XK_NR < j0 + XK_CB; p++) {
+        int64_t jp = p * XK_NR, ncols = N - jp < XK_NR ? N - jp : XK_NR;
+        xk_prefetch pf = {NULL, NULL, 0};
+        if (rows <= XK_STREAM_ROWS && p + 2 < np) {
+            int64_t steps = tile_steps(rows, W), lines = (pbytes + 63) / 64;
+            pf.p = (const char *)(P + (p + 2) * W * XK_NR);
+            pf.end = pf.p + pbytes;
+            pf.per_step = steps > 0 ? (lines + steps - 1) / steps : lines;
+        }
+        tile(A, lda, rows, P + p * W * XK_NR, W, n, C + (jp - j0), ldc, ncols, NULL,
+             pf.p ? &pf : NULL);
+    }
 }
 
 /*
  * C (M x N int32, row stride ldc) = n - 2 * popcount(A[i] ^ B[j]) with A row-major
  * (M x W words, row stride lda) and B given as panels (xk_pack_panels).
+ * Tasks are blocks of rows times blocks of XK_CB columns, so both M and N are
+ * split over the threads (a batch of a few rows is split by columns).
  */
 XK_EXPORT void xk_gemm(const uint64_t *A, int64_t M, int64_t W, int64_t lda, const uint64_t *P,
                        int64_t N, int64_t n, int32_t *C, int64_t ldc, int nthreads)
 {
     if (M <= 0 || N <= 0) return;
-    int64_t np = (N + XK_NR - 1) / XK_NR;
+    int64_t ncb = (N + XK_CB - 1) / XK_CB;
     int nt = resolve_threads(nthreads);
-    int64_t mc = choose_mc(M, np, W, nt);
+    int64_t mc = choose_mc(M, ncb, W, nt);
     int64_t nmb = (M + mc - 1) / mc;
-    int64_t ntask = nmb * np;
+    int64_t ntask = nmb * ncb;
     int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
     (void)big;
     _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if(big)")
     for (int64_t t = 0; t < ntask; t++) {
-        int64_t mb = t / np, p = t % np;
+        int64_t mb = t / ncb, j0 = (t % ncb) * XK_CB;
         int64_t i0 = mb * mc, rows = M - i0 < mc ? M - i0 : mc;
-        int64_t j0 = p * XK_NR, ncols = N - j0 < XK_NR ? N - j0 : XK_NR;
-        tile(A + i0 * lda, lda, rows, P + p * W * XK_NR, W, n, C + i0 * ldc + j0, ldc, ncols,
-             NULL, NULL);
+        block_product(A + i0 * lda, lda, rows, P, W, N, n, j0, C + i0 * ldc + j0, ldc);
     }
+}
+
+/*
+ * Reference product, kept beside the fast one (as Larq Compute Engine keeps
+ * its reference kernels): the definition, one popcount per pair of words,
+ * on plain row-major B (N rows of W words). The tests hold xk_gemm to it.
+ */
+XK_EXPORT void xk_gemm_ref(const uint64_t *A, int64_t M, int64_t W, const uint64_t *B, int64_t N,
+                           int64_t n, int32_t *C)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            int64_t count = 0;
+            for (int64_t w = 0; w < W; w++) count += __builtin_popcountll(A[i * W + w] ^ B[j * W + w]);
+            C[i * N + j] = (int32_t)(n - 2 * count);
+        }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -808,4 +858,340 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
         free(panels);
     }
     return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Whole XNOR dense layers: the float arithmetic of binary_net's float mode,  */
+/* bit for bit, fused around the product                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * These reproduce, in float32 and operation by operation, what numpy computes
+ * in binary_net.inference (float mode), so that xnor mode's scores stay
+ * bit-identical. That needs the file compiled with -ffp-contract=off (no
+ * multiply-add fusion; kernels.py passes it), and K = np.mean(np.abs(x), axis=1,
+ * dtype=float32) summed in numpy's order:
+ *
+ *   numpy reduces a contiguous row in chunks of its buffer size (8192
+ *   elements), adding each chunk's pairwise sum to the running total (which
+ *   starts at 0); a pairwise sum of n <= 128 elements uses 8 interleaved
+ *   accumulators, combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then adds
+ *   the n % 8 last elements one by one; n < 8 elements are added in order
+ *   from 0; longer runs are split at n/2 rounded down to a multiple of 8.
+ *   The mean is that sum divided by float32(n).
+ *
+ * tests/test_kernels.py holds this to numpy for many lengths.
+ */
+#define XK_NUMPY_BUFSIZE 8192
+#define XK_PW_BLOCK 128
+
+static float pairwise_abs(const float *a, int64_t n)
+{
+    if (n < 8) {
+        float r = 0.0f;
+        for (int64_t i = 0; i < n; i++) r += __builtin_fabsf(a[i]);
+        return r;
+    }
+    if (n <= XK_PW_BLOCK) {
+        float r[8];
+        for (int k = 0; k < 8; k++) r[k] = __builtin_fabsf(a[k]);
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int k = 0; k < 8; k++) r[k] += __builtin_fabsf(a[i + k]);
+        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += __builtin_fabsf(a[i]);
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_abs(a, n2) + pairwise_abs(a + n2, n - n2);
+}
+
+/* np.mean(np.abs(a[:n]), dtype=np.float32) for one contiguous row. */
+static float mean_abs_row(const float *a, int64_t n)
+{
+    float total = 0.0f;
+    for (int64_t c = 0; c < n; c += XK_NUMPY_BUFSIZE)
+        total += pairwise_abs(a + c, n - c < XK_NUMPY_BUFSIZE ? n - c : XK_NUMPY_BUFSIZE);
+    return total / (float)n;
+}
+
+/*
+ * x: M rows of n floats (contiguous). out: M rows of ceil(n/64) words, the
+ * packed signs; K (if not NULL): M floats, np.mean(np.abs(x), axis=1).
+ */
+XK_EXPORT void xk_pack_mean_abs_f32(const float *x, int64_t M, int64_t n, uint64_t *out,
+                                    float *K, int nthreads)
+{
+    int64_t nw = (n + 63) >> 6;
+    int nt = resolve_threads(nthreads);
+    int big = M * n > (1 << 16) && M > 1;
+    (void)nt; (void)big;
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if(big)")
+    for (int64_t i = 0; i < M; i++) {
+        if (out) pack_row_f32(x + i * n, n, out + i * nw);
+        if (K) K[i] = n > 0 ? mean_abs_row(x + i * n, n) : __builtin_nanf("");
+    }
+}
+
+/* Epilogue flags of xk_xnor_dense. */
+#define XK_SCALE_INPUT 1        /* multiply row i by K[i] */
+#define XK_SCALE_WEIGHTS 2      /* multiply column j by alpha[j] */
+#define XK_BIAS_BEFORE 4        /* (p + b) * K * alpha instead of p * K * alpha + b */
+
+/*
+ * One XNOR dense layer and what follows it, in one pass over the product:
+ *
+ *   p = sign(x) . sign(W)                 (xp: packed input, M x W words;
+ *                                          P: the weights' panels)
+ *   z = (float(p) * K[i]) * alpha[j] + b[j]    (or ((float(p) + b[j]) * K[i])
+ *                                          * alpha[j] with XK_BIAS_BEFORE;
+ *                                          K, alpha only where flagged)
+ *   y = z * scale[j] + offset[j]          (the folded batch norm that follows;
+ *                                          only if scale is not NULL)
+ *   yp = packed signs of y, Ky = mean |y| per row (the next XNOR layer's
+ *                                          input; only where not NULL)
+ *
+ * z and y are M x N float32, yp M x ceil(N/64) words. Every float operation is
+ * the one numpy performs in float mode, in the same order. Tasks are blocks of
+ * rows times blocks of 64 columns (a block gives one word of yp per row), so
+ * that a batch of one row is split over the threads too; Ky needs whole rows
+ * and is computed after them. Returns 0, or -1 when out of memory.
+ */
+XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
+                            int64_t N, int64_t n, int flags, const float *K,
+                            const float *alpha, const float *b, float *z,
+                            const float *scale, const float *offset, float *y,
+                            uint64_t *yp, float *Ky, int nthreads)
+{
+    if (M <= 0 || N <= 0) return 0;
+    int64_t ncb = (N + XK_CB - 1) / XK_CB, nwy = ncb;
+    int nt = resolve_threads(nthreads);
+    int64_t mc = choose_mc(M, ncb, W, nt);
+    if (mc > 64) mc = 64;            /* a block's int32 results stay in L1 */
+    int64_t nmb = (M + mc - 1) / mc, ntask = nmb * ncb;
+    int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
+    int failed = 0;
+    (void)big;
+    _Pragma("omp parallel num_threads(nt) if(big)")
+    {
+        int32_t *prod = (int32_t *)malloc((size_t)mc * XK_CB * sizeof(int32_t));
+        if (!prod) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(dynamic, 1)")
+        for (int64_t t = 0; t < ntask; t++) {
+            if (!prod) continue;
+            int64_t i0 = (t / ncb) * mc, j0 = (t % ncb) * XK_CB;
+            int64_t rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < XK_CB ? N - j0 : XK_CB;
+            if (W > 0)
+                block_product(xp + i0 * W, W, rows, P, W, N, n, j0, prod, XK_CB);
+            else
+                for (int64_t k = 0; k < rows * XK_CB; k++) prod[k] = (int32_t)n;
+            for (int64_t i = 0; i < rows; i++) {
+                const int32_t *pi = prod + i * XK_CB;
+                float *zi = z + (i0 + i) * N + j0;
+                float ki = (flags & XK_SCALE_INPUT) ? K[i0 + i] : 1.0f;
+                if (flags & XK_BIAS_BEFORE) {
+                    for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j] + b[j0 + j];
+                    if (flags & XK_SCALE_INPUT)
+                        for (int64_t j = 0; j < cols; j++) zi[j] = zi[j] * ki;
+                } else if (flags & XK_SCALE_INPUT) {
+                    for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j] * ki;
+                } else {
+                    for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j];
+                }
+                if (flags & XK_SCALE_WEIGHTS)
+                    for (int64_t j = 0; j < cols; j++) zi[j] = zi[j] * alpha[j0 + j];
+                if (!(flags & XK_BIAS_BEFORE))
+                    for (int64_t j = 0; j < cols; j++) zi[j] = zi[j] + b[j0 + j];
+                if (scale) {
+                    float *yi = y + (i0 + i) * N + j0;
+                    for (int64_t j = 0; j < cols; j++) {
+                        float v = zi[j] * scale[j0 + j];
+                        yi[j] = v + offset[j0 + j];
+                    }
+                    if (yp) pack_row_f32(yi, cols, yp + (i0 + i) * nwy + j0 / 64);
+                }
+            }
+        }
+        free(prod);
+        if (scale && Ky) {
+            _Pragma("omp for schedule(static)")
+            for (int64_t i = 0; i < M; i++) Ky[i] = mean_abs_row(y + i * N, N);
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* XNOR convolutions: the float arithmetic around the product                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * x: (N, C, HW) floats. If scale is not NULL, the batch norm v = x * scale[c] +
+ * offset[c] (two roundings, as numpy) is written to y (N, C, HW) and used below
+ * instead of x. out (if not NULL): (N, HW, ceil(C/64)) words, the channels of
+ * each pixel packed (pack_signs(v, axis=1)); mean (if not NULL): (N, HW) floats,
+ * np.mean(np.abs(v), axis=1, dtype=float32): numpy adds the channels one after
+ * the other, element by element, from 0, then divides by float32(C).
+ */
+XK_EXPORT void xk_pack_channels_mean_abs_f32(const float *x, int64_t N, int64_t C, int64_t HW,
+                                             const float *scale, const float *offset, float *y,
+                                             uint64_t *out, float *mean, int nthreads)
+{
+    int64_t nw = (C + 63) >> 6, nqb = (HW + XK_QBLOCK - 1) / XK_QBLOCK, ntask = N * nqb;
+    int nt = resolve_threads(nthreads);
+    int big = N * C * HW > (1 << 16) && ntask > 1;
+    (void)nt; (void)big;
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if(big)")
+    for (int64_t t = 0; t < ntask; t++) {
+        int64_t img = t / nqb, q0 = (t % nqb) * XK_QBLOCK;
+        int64_t nq = HW - q0 < XK_QBLOCK ? HW - q0 : XK_QBLOCK;
+        float sum[XK_QBLOCK];
+        uint64_t acc[XK_QBLOCK];
+        for (int64_t q = 0; q < nq; q++) sum[q] = 0.0f;
+        for (int64_t g = 0; g < nw; g++) {
+            int64_t c0 = g << 6, nc = C - c0 < 64 ? C - c0 : 64;
+            for (int64_t q = 0; q < nq; q++) acc[q] = 0;
+            for (int64_t c = 0; c < nc; c++) {
+                const float *xc = x + (img * C + c0 + c) * HW + q0;
+                if (scale) {
+                    float *yc = y + (img * C + c0 + c) * HW + q0;
+                    float sc = scale[c0 + c], of = offset[c0 + c];
+                    for (int64_t q = 0; q < nq; q++) {
+                        float u = xc[q] * sc;
+                        yc[q] = u + of;
+                    }
+                    xc = yc;
+                }
+                for (int64_t q = 0; q < nq; q++) {
+                    acc[q] |= (uint64_t)(xc[q] >= 0.0f) << c;
+                    sum[q] += __builtin_fabsf(xc[q]);
+                }
+            }
+            if (out)
+                for (int64_t q = 0; q < nq; q++) out[(img * HW + q0 + q) * nw + g] = acc[q];
+        }
+        if (mean)
+            for (int64_t q = 0; q < nq; q++) mean[img * HW + q0 + q] = sum[q] / (float)C;
+    }
+}
+
+/* np.maximum(a, b) for floats: NaN in either gives NaN. */
+XK_INLINE float np_maximum(float a, float b)
+{
+    /* Select by bit masks: a branch on this unpredictable comparison costs more
+     * than everything else in the epilogue. */
+    uint32_t ua, ub, take = -(uint32_t)((a >= b) | (a != a));
+    __builtin_memcpy(&ua, &a, 4);
+    __builtin_memcpy(&ub, &b, 4);
+    uint32_t r = (ua & take) | (ub & ~take);
+    float out;
+    __builtin_memcpy(&out, &r, 4);
+    return out;
+}
+
+/*
+ * After the int32 product p (N, F, OH, OW) of an XNOR convolution, as float mode:
+ *   z = (float(p) * K[n, oh, ow]) * alpha[f] + b[f]    (K, alpha where flagged)
+ *   pooled = max over ph x pw windows of z, taps in row order (if ph > 0;
+ *            a partial border is dropped), as binary_net's MaxPool
+ *   y = v * scale[f] + offset[f], v = pooled or z     (if scale is not NULL)
+ * Planes (n, f) are split over the threads.
+ */
+XK_EXPORT void xk_conv_epilogue(const int32_t *p, int64_t N, int64_t F, int64_t OH, int64_t OW,
+                                int flags, const float *K, const float *alpha, const float *b,
+                                float *z, int64_t ph, int64_t pw, float *pooled,
+                                const float *scale, const float *offset, float *y, int nthreads)
+{
+    int64_t HW = OH * OW, nplanes = N * F;
+    int64_t PH = ph > 0 ? OH / ph : 0, PW = ph > 0 ? OW / pw : 0;
+    int nt = resolve_threads(nthreads);
+    int big = nplanes * HW > (1 << 15) && nplanes > 1;
+    (void)nt; (void)big;
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if(big)")
+    for (int64_t t = 0; t < nplanes; t++) {
+        int64_t img = t / F, f = t % F;
+        const int32_t *pp = p + t * HW;
+        float *zp = z + t * HW;
+        const float *kp = K ? K + img * HW : NULL;
+        if (flags & XK_SCALE_INPUT)
+            for (int64_t q = 0; q < HW; q++) zp[q] = (float)pp[q] * kp[q];
+        else
+            for (int64_t q = 0; q < HW; q++) zp[q] = (float)pp[q];
+        if (flags & XK_SCALE_WEIGHTS) {
+            float a = alpha[f];
+            for (int64_t q = 0; q < HW; q++) zp[q] = zp[q] * a;
+        }
+        float bf = b[f];
+        for (int64_t q = 0; q < HW; q++) zp[q] = zp[q] + bf;
+        const float *v = zp;
+        int64_t nv = HW;
+        if (ph > 0) {
+            float *po = pooled + t * PH * PW;
+            if (ph == 2 && pw == 2) {
+                /* the common case, unrolled: taps (0,0), (0,1), (1,0), (1,1) */
+                for (int64_t i = 0; i < PH; i++) {
+                    const float *r0 = zp + 2 * i * OW, *r1 = r0 + OW;
+                    for (int64_t j = 0; j < PW; j++) {
+                        float m = np_maximum(r0[2 * j], r0[2 * j + 1]);
+                        m = np_maximum(m, r1[2 * j]);
+                        po[i * PW + j] = np_maximum(m, r1[2 * j + 1]);
+                    }
+                }
+            } else
+            for (int64_t i = 0; i < PH; i++)
+                for (int64_t j = 0; j < PW; j++) {
+                    const float *w0 = zp + (i * ph) * OW + j * pw;
+                    float m = w0[0];
+                    for (int64_t u = 0; u < ph; u++)
+                        for (int64_t s = 0; s < pw; s++)
+                            if (u || s) m = np_maximum(m, w0[u * OW + s]);
+                    po[i * PW + j] = m;
+                }
+            v = po;
+            nv = PH * PW;
+        }
+        if (scale) {
+            float sf = scale[f], of = offset[f];
+            float *yp = y + t * nv;
+            for (int64_t q = 0; q < nv; q++) {
+                float u = v[q] * sf;
+                yp[q] = u + of;
+            }
+        }
+    }
+}
+
+/*
+ * Reference convolution, kept beside xk_conv2d (same arguments but no border
+ * tables): the definition, tap by tap; a tap in the padding contributes 0 and
+ * an inside tap C - 2 * popcount over its channel words (C = nbits / (fh*fw)).
+ */
+XK_EXPORT void xk_conv2d_ref(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, int64_t Wc,
+                             const uint64_t *wk, int64_t F, int64_t fh, int64_t fw,
+                             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t nbits,
+                             int32_t *out)
+{
+    int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
+    int64_t K = fh * fw * Wc, C = nbits / (fh * fw);
+    for (int64_t img = 0; img < N; img++)
+        for (int64_t f = 0; f < F; f++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int64_t sum = 0;
+                    for (int64_t i = 0; i < fh; i++)
+                        for (int64_t j = 0; j < fw; j++) {
+                            int64_t ih = oh * sh - ph + i, iw = ow * sw - pw + j;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
+                            const uint64_t *x = xp + ((img * H + ih) * Wd + iw) * Wc;
+                            const uint64_t *w = wk + f * K + (i * fw + j) * Wc;
+                            int64_t count = 0;
+                            for (int64_t g = 0; g < Wc; g++) count += __builtin_popcountll(x[g] ^ w[g]);
+                            sum += C - 2 * count;
+                        }
+                    out[((img * F + f) * OH + oh) * OW + ow] = (int32_t)sum;
+                }
 }
