@@ -138,9 +138,10 @@ def _cache_dir():
     private ``$TMPDIR/binary_net-<uid>``; each created 0700 and checked by
     :func:`_private_dir`."""
     explicit = os.environ.get('BINARY_NET_CACHE')
+    uid = _uid()
     candidates = [explicit] if explicit else [
         os.path.join(os.path.expanduser('~'), '.cache', 'binary_net'),
-        os.path.join(tempfile.gettempdir(), 'binary_net-%s' % (_uid() or 'user'))]
+        os.path.join(tempfile.gettempdir(), 'binary_net-%s' % ('user' if uid is None else uid))]
     for path in candidates:
         usable = _private_dir(path)
         if usable:
