@@ -18,7 +18,9 @@ variable ``PYLEARN2_DATA_PATH`` (as for pylearn2), and when that is unset it is
                       package installs them in /usr/share/datasets/fashion-mnist/,
                       so PYLEARN2_DATA_PATH=/usr/share/datasets works for it)
     cifar10/cifar-10-batches-py/   data_batch_1 .. data_batch_5, test_batch
-                      (the official Python pickles)
+                      (the official Python pickles, read with a restricted
+                      unpickler that builds only dicts, lists, strings, numbers
+                      and numpy arrays: nothing in a batch can run code)
     SVHN/format2/     train_32x32.mat  test_32x32.mat  [extra_32x32.mat]
 
 Loaders (:func:`load_mnist`, :func:`load_fashion_mnist`, :func:`load_cifar10`,
