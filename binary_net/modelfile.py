@@ -233,12 +233,25 @@ def _check_array_headers(archive, path):
                                  % (path, name, tuple(shape), promised, held))
 
 
-def _read_archive(stream, path, names_ok):
+def _read_archive(path, what, kind, names_ok):
     """(names, comment, {name: array}) of an ``.npz`` after every check.
 
     ``names_ok(names)`` raises ModelFileError for entry names that are not this
-    kind of model; it runs before any array is read.
+    kind of model; it runs before any array is read. ``what`` and ``kind`` name
+    the file in the messages ('model file', '.npz model').
     """
+    with _open_model_file(path, what) as stream:
+        try:
+            return _read_checked(stream, path, names_ok)
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError,
+                NotImplementedError, MemoryError) as error:
+            raise ModelFileError('%s is not a readable %s (truncated or corrupt?): %s'
+                                 % (path, kind, first_line(error))) from None
+
+
+def _read_checked(stream, path, names_ok):
     with zipfile.ZipFile(stream) as archive:
         names = archive.namelist()
         comment = archive.comment
@@ -436,15 +449,7 @@ def load_model(path):
                 '%s is not a binary_net model: expected arrays arr_0..arr_%d, found %s'
                 % (path, len(names) - 1, ', '.join(sorted(names)[:5])))
 
-    with _open_model_file(path, 'model file') as stream:
-        try:
-            names, comment, arrays = _read_archive(stream, path, names_ok)
-        except ModelFileError:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError,
-                NotImplementedError, MemoryError) as error:
-            raise ModelFileError('%s is not a readable .npz model (truncated or corrupt?): %s'
-                                 % (path, first_line(error))) from None
+    names, comment, arrays = _read_archive(path, 'model file', '.npz model', names_ok)
     values = [arrays['arr_%d' % i] for i in range(len(names))]
     check_finite((('arr_%d' % i, v) for i, v in enumerate(values)), path)
     spec, extra = None, {}
@@ -718,15 +723,7 @@ def load_packed(path):
             raise ModelFileError('%s is not a packed binary_net model (no %s header)%s'
                                  % (path, PACKED_MARKER, hint))
 
-    with _open_model_file(path, 'packed model file') as stream:
-        try:
-            arrays = _read_archive(stream, path, names_ok)[2]
-        except ModelFileError:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError,
-                NotImplementedError, MemoryError) as error:
-            raise ModelFileError('%s is not a readable packed model (truncated or corrupt?): %s'
-                                 % (path, _first_line(error))) from None
+    arrays = _read_archive(path, 'packed model file', 'packed model', names_ok)[2]
     try:
         header = json.loads(arrays.pop(PACKED_MARKER).tobytes().decode())
     except (ValueError, UnicodeDecodeError, AttributeError):

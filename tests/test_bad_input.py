@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets, evaluation, inference, modelfile, networks
+from binary_net import datasets, evaluation, modelfile, networks
 from binary_net.datasets import DatasetError
 from binary_net.modelfile import ModelFileError
 from helpers import REPO, assert_one_line_error, random_model, run_python, unit_images, write_mnist

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from binary_net import modelfile, networks, training
+from failing_file import FailingFile
 from helpers import REPO, run_python, write_mnist
 
 SPEC = networks.mnist_spec(num_units=32, dropout_p=0)
@@ -145,29 +146,11 @@ def test_truncated_checkpoint_on_resume_is_one_line(run_trainer, tmp_path, monke
     modelfile.load_model(model)
 
 
-class _FullDisk:
-    """A file whose writes fail with ENOSPC after ``limit`` bytes."""
-
-    def __init__(self, f, limit):
-        self._f, self._left = f, limit
-
-    def write(self, data):
-        self._left -= len(data)
-        if self._left < 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return self._f.write(data)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
 real_fdopen = os.fdopen
+
+
+def full_disk():
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def fill_disk_for(monkeypatch, fragment, limit=20000):
@@ -175,7 +158,7 @@ def fill_disk_for(monkeypatch, fragment, limit=20000):
     def fdopen(fd, *args, **kwargs):
         f = real_fdopen(fd, *args, **kwargs)
         name = os.readlink('/proc/self/fd/%d' % fd)
-        return _FullDisk(f, limit) if fragment in os.path.basename(name) else f
+        return FailingFile(f, limit, full_disk) if fragment in os.path.basename(name) else f
 
     monkeypatch.setattr(os, 'fdopen', fdopen)
 
@@ -275,34 +258,15 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
 _SAVE_SCRIPT = '''
 import errno, os, sys
 import numpy as np
+sys.path.insert(0, sys.argv[3])
 from binary_net import modelfile
+from failing_file import FailingFile
 
+errors = {'sigint': KeyboardInterrupt,
+          'enospc': lambda: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))}
 real_fdopen = os.fdopen
-
-
-class Failing:
-    def __init__(self, f):
-        self._f, self._left = f, 50000
-
-    def write(self, data):
-        self._left -= len(data)
-        if self._left < 0:
-            if sys.argv[1] == 'sigint':
-                raise KeyboardInterrupt
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return self._f.write(data)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
-os.fdopen = lambda fd, *args, **kwargs: Failing(real_fdopen(fd, *args, **kwargs))
+os.fdopen = lambda fd, *args, **kwargs: FailingFile(real_fdopen(fd, *args, **kwargs), 50000,
+                                                    errors[sys.argv[1]])
 try:
     modelfile.save_model(sys.argv[2], [np.ones((100, 1000), np.float32)] * 3)
 except (KeyboardInterrupt, OSError) as error:
@@ -315,7 +279,7 @@ def test_interrupted_save_leaves_the_old_file_and_no_noise(tmp_path, how):
     model = str(tmp_path / 'm.npz')
     modelfile.save_model(model, [np.zeros(3)])
     before = snapshot(str(tmp_path))
-    result = run_python(['-c', _SAVE_SCRIPT, how, model])
+    result = run_python(['-c', _SAVE_SCRIPT, how, model, os.path.dirname(__file__)])
     assert result.returncode == 0, result.stderr
     assert result.stderr == ''            # no "Exception ignored in ZipFile.__del__"
     assert result.stdout.startswith('stopped: %s' % ('KeyboardInterrupt' if how == 'sigint'
