@@ -191,6 +191,15 @@ def test_stale_temporaries_of_the_same_target_are_removed_at_start(run_trainer, 
     kept = ['.other.npz.ab12cd_9.tmp', '.m.npz.short.tmp', 'm.npz.ab12cd_9.tmp', 'notes.txt']
     for name in stale + kept:
         (tmp_path / name).write_bytes(b'x' * 1000)
+    # And the real thing: a checkpoint writer killed with SIGKILL in the middle of its write.
+    checkpoint = training.companion_paths(model)[0]
+    killed = run_python(['-c', 'import os, signal, sys; from binary_net import modelfile; '
+                         'modelfile.atomic_write(sys.argv[1], lambda f: (f.write(b"x" * 99999), '
+                         'f.flush(), os.kill(os.getpid(), signal.SIGKILL)))', checkpoint])
+    assert killed.returncode == -signal.SIGKILL
+    left = sorted(set(os.listdir(tmp_path)) - set(stale + kept))
+    assert len(left) == 1 and left[0].startswith('.m.ckpt.npz.') and left[0].endswith('.tmp')
+    stale.append(left[0])
     interrupt_epoch(monkeypatch, run_trainer.trainer, 1)
     status, out, err = run_trainer(model)
     assert status == 130
