@@ -11,6 +11,10 @@ Files written next to ``model_out`` (``mnist.npz`` say), all atomically:
 * ``mnist.ckpt.npz``: the state after the last finished epoch (parameters,
   optimizer state, history), for ``--resume``;
 * ``mnist.png``: the training curves.
+
+The command line (:func:`run_cli`) also holds ``mnist.npz.lock`` while it runs
+(:class:`ModelLock`), so that two trainings never write the same files, and
+removes the temporaries that a killed save of those files left behind.
 """
 import argparse
 import json
@@ -470,8 +474,9 @@ def _what_is_kept(trainer, model_out, resumable=False):
 def run_cli(description, spec, args, dataset, prepare_kwargs=None):
     """Shared body of the train/*_train.py scripts: load data, fit, report.
 
-    Returns the process exit status: 0, 1 on a training error, 2 on bad
-    input, 130 when interrupted.
+    Returns the process exit status: 0, 1 on a training error or a failed
+    save, 2 on bad input (another training holding ``--model-out`` included),
+    130 when interrupted. Every error is one line on stderr.
     """
     log = lambda line: print(line, flush=True)  # noqa: E731
     lock = trainer = None
