@@ -17,6 +17,12 @@ The repairs, each applied at most once and never overriding a user's choice:
   renamed ``pool``; a small module with the old ``max_pool_2d`` is provided.
 * Lasagne 0.1 reads its version through ``pkg_resources``, which setuptools
   >= 81 no longer ships; a one-function stand-in is provided only if missing.
+* pylearn2 (master), when installed and imported: ``theano.compat.six`` (gone from
+  Theano 1.0) is the standalone ``six``; ``theano.sandbox.cuda`` (the removed old GPU
+  back-end, imported by ``pylearn2.space``) is a stand-in saying CUDA is unavailable,
+  whose types no value is an instance of; ``collections.Sized`` is
+  ``collections.abc.Sized``; PyTables' removed camelCase names (``openFile``,
+  ``getNode``, ``createCArray``, ...), used by pylearn2's SVHN, name the current ones.
 """
 import configparser
 import importlib.abc
@@ -130,6 +136,52 @@ def patch_pkg_resources():
     _applied.add('pkg_resources')
 
 
+_PYTABLES_NAMES = {'createGroup': 'create_group', 'createCArray': 'create_carray',
+                   'getNode': 'get_node', 'removeNode': 'remove_node',
+                   'renameNode': 'rename_node', 'createArray': 'create_array'}
+
+
+def patch_pylearn2():
+    """Let pylearn2 master import on Python 3.11 with Theano 1.0 (see the module docstring)."""
+    if 'pylearn2' in _applied:
+        return
+    patch_theano()
+    import collections
+    import collections.abc
+    import importlib.util
+
+    import theano.compat
+    for name in ('Sized', 'Iterable', 'Mapping', 'Sequence', 'Callable', 'Hashable'):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+    if 'theano.compat.six' not in sys.modules and importlib.util.find_spec('six'):
+        import six
+        sys.modules['theano.compat.six'] = six
+        sys.modules['theano.compat.six.moves'] = six.moves
+        theano.compat.six = six
+    if 'theano.sandbox.cuda' not in sys.modules:
+        import theano.sandbox
+        cuda = types.ModuleType('theano.sandbox.cuda')
+        cuda.__doc__ = 'Stand-in for the removed old GPU back-end: CUDA is unavailable.'
+        cuda.cuda_available = False
+        cuda.cuda_enabled = False
+        for sub, cls in (('type', 'CudaNdarrayType'), ('var', 'CudaNdarrayVariable')):
+            module = types.ModuleType('theano.sandbox.cuda.' + sub)
+            setattr(module, cls, type(cls, (object,), {}))
+            setattr(cuda, sub, module)
+            sys.modules[module.__name__] = module
+        sys.modules[cuda.__name__] = cuda
+        theano.sandbox.cuda = cuda
+    if importlib.util.find_spec('tables'):
+        import tables
+        if not hasattr(tables, 'openFile'):
+            tables.openFile = tables.open_file
+        for old, new in _PYTABLES_NAMES.items():
+            if not hasattr(tables.File, old) and hasattr(tables.File, new):
+                setattr(tables.File, old, getattr(tables.File, new))
+    _applied.add('pylearn2')
+
+
 def apply():
     """Apply every repair; safe to call any number of times."""
     patch_theano()
@@ -137,15 +189,19 @@ def apply():
 
 
 class _PatchBeforeImport(importlib.abc.MetaPathFinder):
-    """Runs :func:`apply` the first time ``theano`` or ``lasagne`` is imported."""
+    """Runs :func:`apply` the first time ``theano`` or ``lasagne`` is imported (and
+    :func:`patch_pylearn2` the first time ``pylearn2`` is)."""
 
     _busy = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname in ('theano', 'lasagne') and not _PatchBeforeImport._busy:
+        if fullname in ('theano', 'lasagne', 'pylearn2') and not _PatchBeforeImport._busy:
             _PatchBeforeImport._busy = True
             try:
-                if fullname == 'theano':
+                if fullname == 'pylearn2':
+                    apply()
+                    patch_pylearn2()
+                elif fullname == 'theano':
                     patch_numpy()
                     configure_theano_flags()
                 else:

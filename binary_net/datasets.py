@@ -514,7 +514,8 @@ def load(name, data_path=None, **kwargs):
     data_path : str or None
         Data root; see :func:`data_root`.
     **kwargs
-        Passed to the loader (``extra=True`` for SVHN).
+        Passed to the loader (``extra=True`` for SVHN); ``loader='pylearn2'`` reads
+        through ``pylearn2.datasets`` instead (:func:`load_pylearn2`).
 
     Returns
     -------
@@ -522,6 +523,8 @@ def load(name, data_path=None, **kwargs):
         ``{'train': (X, y), 'test': (X, y)}``: uint8 NCHW images and int64 labels.
     """
     _check_name(name)
+    if kwargs.pop('loader', 'binary_net') == 'pylearn2':
+        return load_pylearn2(name, data_path, **kwargs)
     return _LOADERS[name](data_path=data_path, **kwargs)
 
 
@@ -553,6 +556,76 @@ def to_unit_range(X):
         float32 ``X / 255 * 2 - 1``, same shape.
     """
     return np.asarray(X, dtype=np.float32) / np.float32(255.) * np.float32(2.) - np.float32(1.)
+
+
+def to_unit_range_original(X, name):
+    """Scale 8-bit pixels to [-1, 1] exactly as the original theano-xnor-net did.
+
+    Its loader (``cnn_utils.load_data``) read pylearn2's float32 datasets: MNIST as
+    ``X / 255`` then ``* 2.0 - 1.0`` (the same float32 values as
+    :func:`to_unit_range`), CIFAR-10 and SVHN as ``X * (2.0 / 255) - 1.0``, which is
+    1 ulp away from ``X / 255 * 2 - 1`` for many pixel values.
+
+    Parameters
+    ----------
+    X : array_like
+        Pixels in 0..255.
+    name : str
+        The dataset.
+
+    Returns
+    -------
+    float32 numpy.ndarray, same shape.
+    """
+    if name in ('mnist', 'fashion-mnist'):
+        return to_unit_range(X)
+    if name not in ('cifar10', 'svhn'):
+        raise DatasetError('the original scaled pixels of mnist, cifar10 and svhn; not of %r'
+                           % (name,))
+    return np.asarray(X, dtype=np.float32) * np.float32(2.0 / 255) - np.float32(1.0)
+
+
+PIXEL_SCALINGS = ('default', 'original')
+
+
+def scale_pixels(X, scaling='default', name=None):
+    """Scale 8-bit pixels to [-1, 1] as a network was trained.
+
+    Parameters
+    ----------
+    X : array_like
+    scaling : {'default', 'original'}
+        :func:`to_unit_range`, or :func:`to_unit_range_original` (files of the
+        original theano-xnor-net).
+    name : str or None
+        The dataset (needed for 'original').
+    """
+    if scaling == 'original':
+        return to_unit_range_original(X, name)
+    if scaling not in (None, 'default'):
+        raise DatasetError('unknown pixel scaling %r; choose one of %s'
+                           % (scaling, ', '.join(PIXEL_SCALINGS)))
+    return to_unit_range(X)
+
+
+def relabel(y, labels='default'):
+    """Labels in a network's class numbering.
+
+    Parameters
+    ----------
+    y : int array
+        Labels as this module loads them (SVHN: the digit, 0..9).
+    labels : {'default', 'svhn_mat_minus_one'}
+        'svhn_mat_minus_one' is the original's (pylearn2's) SVHN numbering: the .mat
+        label minus 1, so digits 1..9 are classes 0..8 and digit 0 is class 9.
+    """
+    y = np.asarray(y)
+    if labels == 'svhn_mat_minus_one':
+        return (y - 1) % NUM_CLASSES
+    if labels not in (None, 'default'):
+        raise DatasetError("unknown label numbering %r; choose 'default' or "
+                           "'svhn_mat_minus_one'" % (labels,))
+    return y
 
 
 def hinge_targets(y, num_classes=NUM_CLASSES):
@@ -748,6 +821,232 @@ def prepare(name, data_path=None, train_size=None, valid_size=None, gcn=False, z
         whitener = ZCA().fit(X_train)
         X_train, X_valid, X_test = (whitener.apply(X) for X in (X_train, X_valid, X_test))
     return Splits(X_train, y_train, X_valid, y_valid, X_test, y_test)
+
+
+# ---------------------------------------------------------------------------
+# The original theano-xnor-net's data: its split, pixel scaling and SVHN labels
+# ---------------------------------------------------------------------------
+
+SPLITS = ('default', 'original')
+# MNIST and CIFAR-10: the original trained on [0:40000] and validated on [40000:50000]
+# of the training file (cnn_utils.load_data: 80% / 20% of 50000); MNIST's last
+# 10000 training images were not used.
+ORIGINAL_TRAIN_STOP, ORIGINAL_VALID_STOP = 40000, 50000
+# SVHN (pylearn2's SVHN 'splitted_train' / 'valid'): per class 400 validation images
+# from train_32x32.mat and 200 from extra_32x32.mat, drawn with RandomState(322).
+SVHN_VALID_PER_CLASS = (400, 200)
+SVHN_SPLIT_SEED = 322
+
+
+def svhn_original_split(y_train, y_extra, per_class=SVHN_VALID_PER_CLASS,
+                        seed=SVHN_SPLIT_SEED):
+    """Rows of pylearn2's SVHN ``splitted_train`` and ``valid`` sets (the original's).
+
+    Follows ``pylearn2.datasets.svhn.SVHN.make_data``: one ``RandomState(seed)``
+    shuffles the row indices of each class (.mat labels 1..10 in order) of
+    ``train`` and takes the first ``per_class[0]``, then of ``extra`` the first
+    ``per_class[1]``; the rest of train, then the rest of extra (each in file order)
+    form the training set, whose rows the same generator then shuffles. For SVHN's
+    real files that is 598,388 training and 6,000 validation images.
+
+    The validation rows here come in file order before their shuffle (pylearn2,
+    which builds them with a fresh generator, took them in Python 2's set order,
+    which is not reproduced): the same 6,000 images, in another order, which changes
+    no validation figure.
+
+    Parameters
+    ----------
+    y_train, y_extra : int arrays
+        Labels as :func:`load_svhn` gives them (the digit, 0..9).
+    per_class : pair of int
+    seed : int
+
+    Returns
+    -------
+    train_rows, valid_rows : int64 arrays
+        Rows of ``concatenate([train, extra])``.
+    """
+    def draws(rng, y, count, offset):
+        mat = np.where(np.asarray(y) == 0, _SVHN_ZERO_LABEL, np.asarray(y))
+        chosen = []
+        for label in range(1, 11):
+            index = np.nonzero(mat == label)[0]
+            if len(index) < count:
+                raise DatasetError('SVHN original split: %d images of the digit %d, '
+                                   'fewer than the %d it takes for validation'
+                                   % (len(index), label % 10, count))
+            rng.shuffle(index)
+            chosen.append(index[:count])
+        valid = np.concatenate(chosen)
+        keep = np.ones(len(mat), dtype=bool)
+        keep[valid] = False
+        return np.nonzero(keep)[0] + offset, np.sort(valid) + offset
+
+    def rows(which):
+        rng = np.random.RandomState(seed)  # pylearn2 makes each set with a fresh one
+        train_a, valid_a = draws(rng, y_train, per_class[0], 0)
+        train_b, valid_b = draws(rng, y_extra, per_class[1], len(y_train))
+        chosen = np.concatenate([train_a, train_b] if which == 'train' else [valid_a, valid_b])
+        order = np.arange(len(chosen))
+        rng.shuffle(order)
+        return chosen[order].astype(np.int64)
+
+    return rows('train'), rows('valid')
+
+
+def prepare_original(name, data_path=None, train_size=None, loader='binary_net'):
+    """The original's data: its split, its pixel scaling and (SVHN) its class numbering.
+
+    * MNIST and CIFAR-10: training images [0:40000], validation [40000:50000] of
+      the training file;
+    * SVHN: train + extra minus a class-balanced validation set of 6,000
+      (:func:`svhn_original_split`), classes numbered as the .mat label minus 1
+      (digit 0 is class 9, :func:`relabel`); needs ``extra_32x32.mat``;
+    * pixels scaled by :func:`to_unit_range_original`.
+
+    Parameters
+    ----------
+    name : {'mnist', 'cifar10', 'svhn'}
+    data_path : str or None
+    train_size : int or None
+        Keep only the first ``train_size`` training images.
+    loader : {'binary_net', 'pylearn2'}
+        'pylearn2' reads through ``pylearn2.datasets``, for SVHN its own
+        ``splitted_train`` and ``valid`` sets.
+
+    Returns
+    -------
+    Splits
+    """
+    if name not in ('mnist', 'cifar10', 'svhn'):
+        raise DatasetError('the original split exists for mnist, cifar10 and svhn, not %r'
+                           % (name,))
+    if name == 'svhn' and loader == 'pylearn2':
+        sets = [pylearn2_set(name, which, data_path)
+                for which in ('splitted_train', 'valid', 'test')]
+        X_all = np.concatenate([sets[0][0], sets[1][0]])
+        y_all = np.concatenate([sets[0][1], sets[1][1]]) + 1   # back to .mat labels ...
+        y_all %= NUM_CLASSES                                   # ... as digits
+        train_rows = np.arange(len(sets[0][0]))
+        valid_rows = np.arange(len(sets[0][0]), len(X_all))
+        X_test, y_test = sets[2][0], (sets[2][1] + 1) % NUM_CLASSES
+        labels = 'svhn_mat_minus_one'
+    elif name == 'svhn':
+        root = data_root(data_path)
+        directory = os.path.join(root, SVHN_DIR)
+        X_a, y_a = _read_svhn_file(directory, 'train_32x32.mat', root)
+        X_b, y_b = _read_svhn_file(directory, 'extra_32x32.mat', root, extra=True)
+        train_rows, valid_rows = svhn_original_split(y_a, y_b, SVHN_VALID_PER_CLASS)
+        X_all, y_all = np.concatenate([X_a, X_b]), np.concatenate([y_a, y_b])
+        del X_a, X_b
+        X_test, y_test = _read_svhn_file(directory, 'test_32x32.mat', root)
+        labels = 'svhn_mat_minus_one'
+    else:
+        data = load(name, data_path, loader=loader)
+        X_all, y_all = data['train']
+        X_test, y_test = data['test']
+        if len(X_all) < ORIGINAL_VALID_STOP:
+            raise DatasetError('the original split needs %d training images; %s has %d'
+                               % (ORIGINAL_VALID_STOP, name, len(X_all)))
+        train_rows = np.arange(ORIGINAL_TRAIN_STOP)
+        valid_rows = np.arange(ORIGINAL_TRAIN_STOP, ORIGINAL_VALID_STOP)
+        labels = 'default'
+    if train_size is not None:
+        train_rows = train_rows[:_check_count(train_size, 'train_size', 1, len(train_rows))]
+    parts = []
+    for X, y in ((X_all[train_rows], y_all[train_rows]), (X_all[valid_rows], y_all[valid_rows]),
+                 (X_test, y_test)):
+        parts += [to_unit_range_original(X, name), relabel(y, labels)]
+    return Splits(*parts)
+
+
+# ---------------------------------------------------------------------------
+# Reading through pylearn2 (--loader pylearn2)
+# ---------------------------------------------------------------------------
+
+LOADERS = ('binary_net', 'pylearn2')
+_PYLEARN2_CLASSES = {'mnist': ('pylearn2.datasets.mnist', 'MNIST'),
+                     'cifar10': ('pylearn2.datasets.cifar10', 'CIFAR10'),
+                     'svhn': ('pylearn2.datasets.svhn', 'SVHN')}
+
+
+def _vet_cifar_batches(data_path):
+    """Read every CIFAR-10 batch through the restricted unpickler first.
+
+    pylearn2 unpickles the six batches with plain ``pickle``, which runs whatever a
+    planted batch names; a batch that the restricted unpickler refuses is reported
+    (one line) before pylearn2 sees it.
+    """
+    directory = os.path.join(data_root(data_path), CIFAR10_DIR)
+    for batch_name in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,):
+        path = os.path.join(directory, batch_name)
+        if _present(path):
+            _unpickle_batch(path)
+
+
+def pylearn2_set(name, which_set, data_path=None):
+    """One pylearn2 dataset as uint8 NCHW images and its own int64 labels.
+
+    pylearn2 (master, with :func:`binary_net.compat.patch_pylearn2`) reads
+    ``$PYLEARN2_DATA_PATH``; ``data_path`` sets it for the call. Its float pixels
+    (MNIST ``u / 255``, CIFAR-10 and SVHN ``u``) are turned back into the exact
+    bytes. SVHN labels stay pylearn2's (.mat label - 1); SVHN builds pylearn2's HDF5
+    copies under ``SVHN/format2/h5`` on first use (PyTables needed).
+
+    Parameters
+    ----------
+    name : {'mnist', 'cifar10', 'svhn'}
+    which_set : str
+        pylearn2's ``which_set`` ('train', 'test'; SVHN also 'extra',
+        'splitted_train', 'valid').
+    """
+    import importlib
+
+    if name not in _PYLEARN2_CLASSES:
+        raise DatasetError('--loader pylearn2 reads mnist, cifar10 and svhn, not %r' % (name,))
+    if name == 'cifar10':
+        _vet_cifar_batches(data_path)
+    module_name, class_name = _PYLEARN2_CLASSES[name]
+    previous = os.environ.get('PYLEARN2_DATA_PATH')
+    os.environ['PYLEARN2_DATA_PATH'] = data_root(data_path)
+    try:
+        try:
+            from . import compat
+            compat.patch_pylearn2()
+            dataset_class = getattr(importlib.import_module(module_name), class_name)
+        except ImportError as err:
+            raise DatasetError('--loader pylearn2 needs pylearn2 (and for SVHN PyTables): %s'
+                               % _describe(err)) from None
+        try:
+            data = dataset_class(which_set=which_set)
+        except (OSError, ValueError, KeyError) as err:
+            raise DatasetError('pylearn2 could not read %s %s under %s: %s'
+                               % (name, which_set, data_root(data_path), _describe(err))) from None
+    finally:
+        if previous is None:
+            os.environ.pop('PYLEARN2_DATA_PATH', None)
+        else:
+            os.environ['PYLEARN2_DATA_PATH'] = previous
+    X = np.asarray(data.X[:], dtype=np.float64)
+    if name == 'mnist':
+        X = X * 255.0
+    shape = (-1, 1, 28, 28) if name == 'mnist' else (-1, 3, 32, 32)
+    images = np.rint(X).astype(np.uint8).reshape(shape)
+    return images, np.asarray(data.y[:]).reshape(-1).astype(np.int64)
+
+
+def load_pylearn2(name, data_path=None, extra=False):
+    """Like :func:`load`, reading through ``pylearn2.datasets`` (MNIST, CIFAR10, SVHN).
+
+    Labels are this module's (SVHN: the digit); see :func:`pylearn2_set`.
+    """
+    train, test = pylearn2_set(name, 'train', data_path), pylearn2_set(name, 'test', data_path)
+    if name == 'svhn':
+        if extra:
+            more = pylearn2_set(name, 'extra', data_path)
+            train = (np.concatenate([train[0], more[0]]), np.concatenate([train[1], more[1]]))
+        train, test = [(X, (y + 1) % NUM_CLASSES) for X, y in (train, test)]
+    return {'train': train, 'test': test}
 
 
 # ---------------------------------------------------------------------------
@@ -1004,7 +1303,43 @@ def download(name, data_path=None, base_url=None, checksums=None, extra=False, p
     if name == 'cifar10':
         _extract_cifar(paths[0], target_dir)
         return [os.path.join(target_dir, 'cifar-10-batches-py')]
+    if name in ('mnist', 'fashion-mnist'):
+        gunzip_idx_files(paths, progress)
     return paths
+
+
+def gunzip_idx_files(paths, progress=False):
+    """Leave the uncompressed IDX file beside each ``.gz``, as pylearn2's download
+    script does (pylearn2's MNIST reads only those); each written atomically.
+
+    Parameters
+    ----------
+    paths : list of str
+        ``*.gz`` files; others are ignored. An existing uncompressed file is kept.
+
+    Returns
+    -------
+    list of str, the uncompressed files.
+    """
+    written = []
+    for path in paths:
+        if not path.endswith('.gz'):
+            continue
+        raw = path[:-3]
+        if not os.path.isfile(raw):
+            fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(raw) + '.',
+                                       suffix='.tmp', dir=os.path.dirname(raw))
+            try:
+                with os.fdopen(fd, 'wb') as out, gzip.open(path, 'rb') as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                os.replace(tmp, raw)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            _say('wrote %s' % raw, progress)
+        written.append(raw)
+    return written
 
 
 # ---------------------------------------------------------------------------

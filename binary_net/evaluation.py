@@ -53,6 +53,8 @@ class EvaluationError(Exception):
 def reference_spec(dataset, values):
     """The reference network of ``dataset`` with its widths read from position-only arrays.
 
+    A position-only file is the original theano-xnor-net's: the description is
+    marked with its inference conventions (:func:`modelfile.original_conventions`).
     Walks :func:`binary_net.networks.REFERENCE_SPECS` ``[dataset]()`` over the arrays
     in file order; each dense layer takes its ``num_units`` from ``W.shape[1]`` and
     each convolution its ``num_filters`` from ``W.shape[0]`` where that array has the
@@ -70,7 +72,7 @@ def reference_spec(dataset, values):
     """
     from . import networks  # imports Theano; only position-only files need it
 
-    spec = networks.REFERENCE_SPECS[dataset]()
+    spec = modelfile.original_conventions(networks.REFERENCE_SPECS[dataset]())
     position = 0
     for entry in spec['layers']:
         rule = _WIDTH_FROM_W.get(entry['type'])
@@ -174,6 +176,12 @@ def build_parser(dataset):
     fixed.add_argument('--rounding', choices=inference.ROUNDINGS,
                        help='round to nearest, ties to even or away from zero (default: %s)'
                             % FIXED_DEFAULTS['rounding'])
+    fixed.add_argument('--fixed-preset', choices=('calibrated', 'original'), default=None,
+                       help="'calibrated' (default): the scheme above; 'original': the "
+                            "original theano-xnor-net's fixed point (its per-layer data and "
+                            "integer bits, 15-bit parameters, symmetric saturation; see "
+                            "binary_net.fixed_original); only --rounding applies to it "
+                            "(activations; default half_even as Theano >= 0.9)")
     fixed.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
                        metavar='N', help='calibrate activation ranges on the first N training '
                                          'images (default: %(default)s)')
@@ -182,6 +190,16 @@ def build_parser(dataset):
 
 def _mode_options(parser, args):
     """The options of args.mode; an error for options of other modes."""
+    preset = getattr(args, 'fixed_preset', None)
+    if preset is not None and args.mode != 'fixed':
+        parser.error('--fixed-preset applies to --mode fixed only, not to --mode %s' % args.mode)
+    if preset == 'original':
+        fixed_width = [name for name in MODE_OPTIONS['fixed']
+                       if name != 'rounding' and getattr(args, name, None) is not None]
+        if fixed_width:
+            parser.error('--%s does not apply to --fixed-preset original (its formats are '
+                         'the original\'s)' % fixed_width[0].replace('_', '-'))
+        return {'preset': 'original', 'rounding': args.rounding or 'half_even'}
     wanted = MODE_OPTIONS.get(args.mode, ())
     for name in sorted({n for names in MODE_OPTIONS.values() for n in names} - set(wanted)):
         if getattr(args, name, None) is not None:
@@ -202,14 +220,22 @@ def _describe_mode(mode, options, calibration_size):
                 'first %d training images)' % calibration_size)
     if mode != 'fixed':
         return mode
+    if options.get('preset') == 'original':
+        return ("fixed, the original theano-xnor-net's preset (input Q0.7, 15-bit parameters, "
+                "per-layer activation formats of its test scripts, symmetric saturation, "
+                "activations rounded %s)" % options['rounding'].replace('_', ' '))
     return ('fixed (input %d bits with %d fraction bits, parameters %d bits, activations '
             '%d bits, round %s; activation ranges from the first %d training images)'
             % (options['input_bits'], options['input_frac'], options['param_bits'],
                options['act_bits'], options['rounding'].replace('_', ' '), calibration_size))
 
 
-def evaluate(network, X, y, mode='float', batch_size=100, progress=True, **options):
+def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset=None,
+             **options):
     """Count the errors of ``network`` on uint8 images ``X`` with labels ``y``.
+
+    Pixels are scaled as the network was trained (``network.pixel_scaling``, see
+    :func:`datasets.scale_pixels`); ``y`` must already follow ``network.labels``.
 
     Returns
     -------
@@ -217,11 +243,14 @@ def evaluate(network, X, y, mode='float', batch_size=100, progress=True, **optio
     """
     from tqdm import tqdm
 
+    if dataset is None:  # only the original's scaling needs it: MNIST or a colour set
+        dataset = 'mnist' if network.input_shape[0] == 1 else 'cifar10'
     errors = 0
     with tqdm(total=len(X), unit='img', file=sys.stderr, disable=not progress,
               desc='%s test' % mode) as bar:
         for start in range(0, len(X), batch_size):
-            batch = datasets.to_unit_range(X[start:start + batch_size])
+            batch = datasets.scale_pixels(X[start:start + batch_size], network.pixel_scaling,
+                                          dataset)
             predicted = network.predict(batch, mode, **options)
             errors += int(np.sum(predicted != y[start:start + batch_size]))
             bar.update(len(batch))
@@ -241,19 +270,21 @@ def run(dataset, args, parser):
                               % (n, dataset, len(X_test)))
     if n == 0:
         raise EvaluationError('the %s test set is empty' % dataset)
-    X_test, y_test = X_test[:n], y_test[:n]
+    X_test, y_test = X_test[:n], datasets.relabel(y_test[:n], network.labels)
     calibration_size = 0
-    if args.mode in ('fixed', 'int'):
+    if args.mode in ('fixed', 'int') and options.get('preset') != 'original':
         X_train = data['train'][0]
         calibration_size = min(args.calibration_size, len(X_train))
         if calibration_size == 0:
             raise EvaluationError('%s mode calibrates on training images, but the %s '
                                   'training set is empty' % (args.mode, dataset))
-        network.calibrate(datasets.to_unit_range(X_train[:calibration_size]))
+        network.calibrate(datasets.scale_pixels(X_train[:calibration_size],
+                                                network.pixel_scaling, dataset))
     del data
     print('Mode: %s' % _describe_mode(args.mode, options, calibration_size))
     start = time.time()
-    errors = evaluate(network, X_test, y_test, args.mode, args.batch_size, **options)
+    errors = evaluate(network, X_test, y_test, args.mode, args.batch_size, dataset=dataset,
+                      **options)
     elapsed = time.time() - start
     print('Accuracy: %.2f%% (%d of %d correct)' % (100.0 * (n - errors) / n, n - errors, n))
     print('Time: %.2f s (%.3f ms per image)' % (elapsed, 1000.0 * elapsed / n))

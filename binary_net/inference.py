@@ -29,7 +29,9 @@ binary weights of an XNOR layer. XNOR weights are kept as their signs only (int8
 +-1, sign(0) = +1) with ``alpha`` apart. Like the Theano layers, ``alpha`` is
 recomputed from the real-valued weights as ``mean |W|`` per unit or filter; it
 equals the ``xalpha`` array stored in trained model files (``xalpha`` is checked
-for shape but not used). Convolution weights are stored ready for
+for shape but not used), except in layers with ``alpha: 'stored'`` (the original's
+position-only files: its inference used the stored ``xalpha``, one step behind W).
+Convolution weights are stored ready for
 cross-correlation: a layer with ``flip_filters`` (a true convolution, the default of
 Lasagne and of the XNOR layers) has its filters flipped once at fold time. Dropout
 is the identity at inference and disappears.
@@ -650,6 +652,13 @@ class Affine(Op):
                        'offset': np.asarray(offset, np.float64)}
 
     @classmethod
+    def from_batch_norm_float32(cls, beta, gamma, mean, inv_std, layer=None):
+        """The original's inference fold, in float32: ``scale = gamma * inv_std``,
+        ``offset = -mean * inv_std * gamma + beta`` (its test scripts' formula and order)."""
+        beta, gamma, mean, inv_std = (np.asarray(v, np.float32) for v in (beta, gamma, mean, inv_std))
+        return cls(gamma * inv_std, -mean * inv_std * gamma + beta, layer)
+
+    @classmethod
     def from_batch_norm(cls, beta, gamma, mean, inv_std, layer=None):
         """``scale = gamma * inv_std``, ``offset = beta - mean * scale`` (in float64)."""
         scale = np.asarray(gamma, np.float64) * np.asarray(inv_std, np.float64)
@@ -741,6 +750,12 @@ class FoldedNetwork:
         self.input_shape = tuple(input_shape)
         self.name = name
         self.calibration = None
+        # How the images were scaled to [-1, 1] in training: 'default' (this
+        # package) or 'original' (the original's; see datasets.scale_pixels).
+        self.pixel_scaling = 'default'
+        # The class numbering of the labels it was trained on: 'default', or
+        # 'svhn_mat_minus_one' (the original's SVHN: .mat label - 1, digit 0 -> 9).
+        self.labels = 'default'
 
     def __len__(self):
         return len(self.ops)
@@ -954,7 +969,11 @@ def _plan(spec):
                 filters = int(entry['num_filters'])
                 expected = [('W', (filters, shape[0]) + fsize), ('b', (filters,))]
                 if kind == 'xnor_conv':
-                    expected += [('beta_filter', (1, 1) + fsize), ('xalpha', (filters,))]
+                    # 'box': this package's (1, 1, fh, fw); 'full': the original's
+                    # (F, C, fh, fw) filled with 1 / (C * fh * fw).
+                    box = (1, 1) if entry.get('beta_filter', 'box') != 'full' \
+                        else (filters, shape[0])
+                    expected += [('beta_filter', box + fsize), ('xalpha', (filters,))]
                 rows = _output_size(shape[1], fsize[0], stride[0], pad[0])
                 cols = _output_size(shape[2], fsize[1], stride[1], pad[1])
                 if rows <= 0 or cols <= 0:
@@ -1055,7 +1074,7 @@ def fold(spec, param_values, source='model'):
         position += len(arrays)
         if kind == 'xnor_dense':
             W, b = arr[0], arr[1]
-            alpha = np.mean(np.abs(W), axis=0, dtype=np.float64)
+            alpha = _alpha(entry, W, arr[2], axis=0)
             ops.append(XnorDense(np.where(W >= 0, 1, -1), alpha, b,
                                  binary_input=entry.get('binary_input', True),
                                  scale_input=entry.get('scale_input', True),
@@ -1064,7 +1083,9 @@ def fold(spec, param_values, source='model'):
                                  layer=number))
         elif kind == 'xnor_conv':
             W, b = arr[0], arr[1]
-            alpha = np.mean(np.abs(W).reshape(len(W), -1), axis=1, dtype=np.float64)
+            alpha = _alpha(entry, W.reshape(len(W), -1), arr[3], axis=1)
+            if entry.get('beta_filter', 'box') == 'full':
+                _check_averaging_filter(arr[2], '%s: xnor_conv layer %d' % (source, number))
             if geometry['flip']:
                 W = W[:, :, ::-1, ::-1]
             ops.append(XnorConv(np.where(W >= 0, 1, -1), alpha, b, geometry['stride'],
@@ -1082,7 +1103,9 @@ def fold(spec, param_values, source='model'):
         elif kind == 'dense':
             ops.append(Dense(arr[0], arr[1], layer=number))
         elif kind == 'batch_norm':
-            ops.append(Affine.from_batch_norm(*arr, layer=number))
+            fold_bn = (Affine.from_batch_norm_float32 if entry.get('fold') == 'float32'
+                       else Affine.from_batch_norm)
+            ops.append(fold_bn(*arr, layer=number))
         elif kind == 'max_pool':
             ops.append(MaxPool(geometry['pool'], layer=number))
         if kind in ('conv', 'dense'):
@@ -1094,10 +1117,38 @@ def fold(spec, param_values, source='model'):
             elif nonlinearity not in ('identity', None, 'linear'):
                 raise ModelFileError('bad network description: %s layer %d has unknown '
                                      'nonlinearity %r' % (kind, number, nonlinearity))
-    return FoldedNetwork(ops, input_shape, name=spec.get('name'))
+    network = FoldedNetwork(ops, input_shape, name=spec.get('name'))
+    network.pixel_scaling = spec.get('pixel_scaling', 'default')
+    network.labels = spec.get('labels', 'default')
+    return network
+
+
+def _alpha(entry, W, xalpha, axis):
+    """alpha of an XNOR layer: mean |W| (``alpha: 'weights'``, the default) or the
+    stored ``xalpha`` (``alpha: 'stored'``, as the original's inference used it: the
+    value of the last training step, one update behind W)."""
+    source = entry.get('alpha', 'weights')
+    if source == 'stored':
+        return np.asarray(xalpha, dtype=np.float64)
+    if source != 'weights':
+        raise ModelFileError("bad network description: alpha must be 'weights' or 'stored', "
+                             "got %r" % (source,))
+    return np.mean(np.abs(W), axis=axis, dtype=np.float64)
+
+
+def _check_averaging_filter(beta_filter, what):
+    """The original's K filter must be its constant 1 / (C * fh * fw) (never trained).
+
+    K computed from it then equals this package's box average of ``mean_c |X|``.
+    """
+    value = np.float32(1) / np.float32(np.prod(beta_filter.shape[1:]))
+    if not np.all(beta_filter == value):
+        raise ModelFileError('%s beta_filter is not the constant averaging filter '
+                             '1/(C*fh*fw) = %r the original writes' % (what, float(value)))
 
 
 # Modes defined in their own modules register themselves when imported; this one is
 # imported here so that mode='xnor' is always available (binary_net.xnor).
 from . import xnor as _xnor  # noqa: E402,F401
 from . import integer as _integer  # noqa: E402,F401  (mode='int', binary_net.integer)
+from . import fixed_original as _fixed_original  # noqa: E402,F401  (mode='fixed', preset='original')

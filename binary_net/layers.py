@@ -196,12 +196,16 @@ class BatchNormLayer(Layer):
 
     ``y = (x - mean) * inv_std * gamma + beta``. In training, mean and inv_std
     come from the batch and the running averages move towards them by
-    ``alpha``; with ``deterministic=True`` the running averages are used.
+    ``alpha``; with ``deterministic=True`` the running averages are used. As in
+    Lasagne master, ``get_output(..., batch_norm_use_averages=...,
+    batch_norm_update_averages=...)`` overrides either choice, and ``mean`` and
+    ``inv_std`` carry the tag ``batch_norm_stat`` (``get_all_params(net,
+    batch_norm_stat=True)``).
 
     Parameters
     ----------
     incoming : a :class:`Layer` instance or a tuple
-    axes : 'auto' or tuple of int
+    axes : 'auto', int or tuple of int
         Axes to normalize over; 'auto' is all but the second (channels or units).
     epsilon : float
         Added to the variance for numerical stability.
@@ -219,6 +223,8 @@ class BatchNormLayer(Layer):
         super().__init__(incoming, **kwargs)
         if axes == 'auto':
             axes = (0,) + tuple(range(2, len(self.input_shape)))
+        elif isinstance(axes, (int, np.integer)):
+            axes = (int(axes),)
         self.axes = tuple(axes)
         self.epsilon = epsilon
         self.alpha = alpha
@@ -232,17 +238,37 @@ class BatchNormLayer(Layer):
         self.gamma = None if gamma is None else self.add_param(
             gamma, shape, 'gamma', trainable=True, regularizable=True)
         self.mean = self.add_param(mean, shape, 'mean', trainable=False,
-                                   regularizable=False)
+                                   regularizable=False, batch_norm_stat=True)
         self.inv_std = self.add_param(inv_std, shape, 'inv_std', trainable=False,
-                                      regularizable=False)
+                                      regularizable=False, batch_norm_stat=True)
 
-    def get_output_for(self, input, deterministic=False, **kwargs):
-        if deterministic:
+    def get_output_for(self, input, deterministic=False, batch_norm_use_averages=None,
+                       batch_norm_update_averages=None, **kwargs):
+        """Normalize ``input``.
+
+        Parameters
+        ----------
+        deterministic : bool
+            Use the running averages and leave them alone (inference), instead of
+            the batch statistics and updating the averages (training).
+        batch_norm_use_averages, batch_norm_update_averages : bool or None
+            Override either half of that choice (None: follow ``deterministic``),
+            as Lasagne master's ``BatchNormLayer``.
+        """
+        use_averages = (deterministic if batch_norm_use_averages is None
+                        else batch_norm_use_averages)
+        update_averages = (not deterministic if batch_norm_update_averages is None
+                           else batch_norm_update_averages)
+        if use_averages and not update_averages:
             mean, inv_std = self.mean, self.inv_std
         else:
-            mean = input.mean(self.axes)
-            inv_std = T.inv(T.sqrt(input.var(self.axes) + self.epsilon))
-            mean, inv_std = self._track_running_averages(mean, inv_std)
+            batch_mean = input.mean(self.axes)
+            batch_inv_std = T.inv(T.sqrt(input.var(self.axes) + self.epsilon))
+            mean, inv_std = ((self.mean, self.inv_std) if use_averages
+                             else (batch_mean, batch_inv_std))
+            if update_averages:
+                mean, inv_std = self._track_running_averages(mean, inv_std, batch_mean,
+                                                             batch_inv_std)
         kept = iter(range(input.ndim - len(self.axes)))
         pattern = ['x' if axis in self.axes else next(kept) for axis in range(input.ndim)]
 
@@ -256,8 +282,9 @@ class BatchNormLayer(Layer):
             normalized = normalized + broadcast(self.beta)
         return normalized
 
-    def _track_running_averages(self, batch_mean, batch_inv_std):
-        """Attach running-average updates to the graph through default_update.
+    def _track_running_averages(self, mean, inv_std, batch_mean, batch_inv_std):
+        """Attach running-average updates (towards the batch statistics) to
+        ``mean`` and ``inv_std`` through default_update.
 
         Any function compiled from this output then updates ``mean`` and
         ``inv_std`` on each call, without the caller collecting updates. The
@@ -269,7 +296,7 @@ class BatchNormLayer(Layer):
                                        + self.alpha * batch_mean)
         running_inv_std.default_update = ((1 - self.alpha) * running_inv_std
                                           + self.alpha * batch_inv_std)
-        return (batch_mean + 0 * running_mean, batch_inv_std + 0 * running_inv_std)
+        return (mean + 0 * running_mean, inv_std + 0 * running_inv_std)
 
 
 def batch_norm(layer, **kwargs):

@@ -490,6 +490,56 @@ def check_shapes(param_values, params, path='model'):
 
 
 # ---------------------------------------------------------------------------
+# Position-only files of the original theano-xnor-net
+# ---------------------------------------------------------------------------
+
+ORIGINAL = 'theano-xnor-net'
+
+
+def original_conventions(spec):
+    """A copy of a reference network description marked with the original's inference.
+
+    A position-only file (no description in it) was written by the original
+    theano-xnor-net (Python 2, Lasagne master), whose test scripts differ from this
+    package's inference in four ways, all recorded in the description so that
+    :func:`binary_net.inference.fold` and the evaluation reproduce its predictions:
+
+    * XNOR layers use the stored ``xalpha`` (one training step behind ``W``), not
+      mean |W| (``alpha: 'stored'``);
+    * XNOR dense layers add the bias before the K * alpha scaling
+      (``bias_before_scaling: True``);
+    * ``beta_filter`` is stored as (F, C, fh, fw) filled with 1 / (C * fh * fw)
+      (``beta_filter: 'full'``); batch norms fold in float32 with the original's
+      formula (``fold: 'float32'``);
+    * pixels were scaled as pylearn2 data ``X * (2.0 / 255) - 1.0`` (MNIST: ``X /
+      255 * 2 - 1``; ``pixel_scaling: 'original'``), and SVHN classes are the .mat
+      labels minus 1, so digit 0 is class 9 (``labels: 'svhn_mat_minus_one'``).
+
+    Parameters
+    ----------
+    spec : dict
+        A reference description (:data:`binary_net.networks.REFERENCE_SPECS`).
+
+    Returns
+    -------
+    dict, marked with ``origin: 'theano-xnor-net'``.
+    """
+    marked = json.loads(json.dumps(spec))
+    marked['origin'] = ORIGINAL
+    marked['pixel_scaling'] = 'original'
+    if marked.get('name') == 'svhn':
+        marked['labels'] = 'svhn_mat_minus_one'
+    for entry in marked['layers']:
+        if entry['type'] == 'xnor_dense':
+            entry.update(alpha='stored', bias_before_scaling=True)
+        elif entry['type'] == 'xnor_conv':
+            entry.update(alpha='stored', beta_filter='full')
+        elif entry['type'] == 'batch_norm':
+            entry['fold'] = 'float32'
+    return marked
+
+
+# ---------------------------------------------------------------------------
 # Packed model files: binary weights at 1 bit each
 # ---------------------------------------------------------------------------
 #
@@ -855,6 +905,8 @@ def _unpack_network(header, arrays):
         ops.append(op)
     network = inference.FoldedNetwork(ops, header['input_shape'], name=header.get('name'))
     network.calibration = header.get('calibration')
+    network.pixel_scaling = (header.get('spec') or {}).get('pixel_scaling', 'default')
+    network.labels = (header.get('spec') or {}).get('labels', 'default')
     try:
         network.output_shape()   # runs a zero sample: shapes must chain
     except ValueError as error:

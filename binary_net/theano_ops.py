@@ -4,8 +4,10 @@ The layers build XNOR-Net's arithmetic out of plain Theano expressions
 (``W_binary = sign(W)``, ``alpha = mean(|W|, axis=0)``, ...; see
 :mod:`binary_net.binarize`), and :func:`theano.grad` differentiates those. This
 module only changes how a *compiled* function computes them. Two global
-optimizers, registered in Theano's ``optdb`` when :mod:`binary_net.binarize` is
-imported, rewrite the optimized graph:
+optimizers, registered in Theano's ``optdb`` under the tag ``binary_net_fused``
+only when :mod:`binary_net.binarize` is imported, rewrite the optimized graph of
+the functions this package compiles (:func:`fused_mode`, :func:`function`);
+other Theano programs in the same process are never rewritten:
 
 :class:`FuseBinarization` (before elementwise fusion):
 
@@ -1148,7 +1150,7 @@ def function(inputs, outputs=None, mode=None, **kwargs):
     if not _enabled:
         return theano.function(inputs, outputs, mode=mode, **kwargs)
     from . import compat
-    mode = theano.compile.get_mode(mode)
+    mode = fused_mode(mode)
     if not compat._user_configured('allow_gc', None):
         try:
             mode = mode.clone(link_kwargs={'allow_gc': False})
@@ -1157,12 +1159,27 @@ def function(inputs, outputs=None, mode=None, **kwargs):
     return theano.function(inputs, outputs, mode=mode, **kwargs)
 
 
+# The rewrites are registered under their own tag only (not 'fast_run'), so they
+# apply to the functions this package compiles (fused_mode(), function()) and
+# never to other Theano programs in the same process.
+FUSED_TAG = 'binary_net_fused'
+
+
+def fused_mode(mode=None):
+    """A Theano mode (default: the default mode) with this package's rewrites included.
+
+    Functions compiled with it get the fused ops; ``theano.function`` without it
+    (any other program in the same process) is never rewritten.
+    """
+    return theano.compile.get_mode(mode).including(FUSED_TAG)
+
+
 # After the BLAS rewrites (Dot22 and Dot22Scalar exist), after specialization
 # (the sums are in their final form) and before elementwise fusion (49).
 if 'binary_net_fuse_binarization' not in theano.compile.optdb._names:
     theano.compile.optdb.register('binary_net_fuse_binarization', FuseBinarization(),
-                                  48.7, 'fast_run', 'binary_net_fused')
+                                  48.7, FUSED_TAG)
 # After elementwise fusion (49) and the in-place rewrites (75).
 if 'binary_net_fast_elemwise' not in theano.compile.optdb._names:
     theano.compile.optdb.register('binary_net_fast_elemwise', FastElemwiseRewrite(),
-                                  75.5, 'fast_run', 'binary_net_fused')
+                                  75.5, FUSED_TAG)

@@ -205,7 +205,8 @@ class Trainer:
         errors = T.sum(T.neq(T.argmax(test_out, axis=1),
                              T.argmax(targets, axis=1) if targets.ndim == 2 else targets))
         self._evaluate = theano.function([inputs, targets],
-                                         [self._loss(test_out, targets), errors])
+                                         [self._loss(test_out, targets), errors],
+                                         mode=theano_ops.fused_mode())
 
     def _loss(self, predictions, targets):
         if self.loss_name == 'squared_hinge':
@@ -445,6 +446,17 @@ def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_o
     parser.add_argument('--resume', action='store_true',
                         help='continue from the checkpoint beside --model-out')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    parser.add_argument('--loader', choices=datasets.LOADERS, default='binary_net',
+                        help="read the data with this package's readers (default) or "
+                             "through pylearn2.datasets (pylearn2 installed; MNIST needs the "
+                             "uncompressed IDX files, SVHN PyTables)")
+    parser.add_argument('--split', choices=datasets.SPLITS, default='default',
+                        help="'original': the original theano-xnor-net's data: MNIST and "
+                             "CIFAR-10 train on [0:40000] and validate on [40000:50000], SVHN "
+                             "trains on train+extra minus a class-balanced validation set of "
+                             "6,000 (RandomState(322)) with classes = .mat label - 1; pixels "
+                             "scaled as X * (2.0 / 255) - 1.0 (default: %(default)s: "
+                             "validation from the end of the training file)")
 
 
 def _claim_model_path(model_out, log):
@@ -485,9 +497,14 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
             if getattr(args, flag) < 1:
                 raise ValueError('--%s must be at least 1' % flag.replace('_', '-'))
         lock = _claim_model_path(args.model_out, log)
-        splits = datasets.prepare(dataset, data_path=args.data_path,
-                                  train_size=args.train_size, valid_size=args.valid_size,
-                                  **(prepare_kwargs or {}))
+        if getattr(args, 'split', 'default') == 'original':
+            spec, splits = original_data(spec, dataset, args, prepare_kwargs)
+        else:
+            loader = getattr(args, 'loader', 'binary_net')
+            splits = datasets.prepare(dataset, data_path=args.data_path,
+                                      train_size=args.train_size, valid_size=args.valid_size,
+                                      **dict(prepare_kwargs or {}, **(
+                                          {'loader': loader} if loader != 'binary_net' else {})))
         log('%s: %d training, %d validation, %d test images; %d epochs, batch %d, seed %d'
             % (description, len(splits.X_train), len(splits.X_valid), len(splits.X_test),
                args.epochs, args.batch_size, args.seed))
@@ -528,6 +545,24 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
                100 * (best['test_error'] or 0), args.model_out))
     log('Total time %.1fs' % (time.time() - started))
     return 0
+
+
+def original_data(spec, dataset, args, prepare_kwargs=None):
+    """``--split original``: the original's splits, and the spec marked with its
+    pixel scaling and class numbering so that evaluation reads the model the same way."""
+    if args.valid_size is not None:
+        raise ValueError('--valid-size does not apply to --split original (its validation '
+                         'set is fixed)')
+    if any((prepare_kwargs or {}).values()):
+        raise ValueError('--gcn and --zca are not part of the original\'s data; drop them '
+                         'or --split original')
+    splits = datasets.prepare_original(dataset, data_path=args.data_path,
+                                       train_size=args.train_size,
+                                       loader=getattr(args, 'loader', 'binary_net'))
+    spec = dict(spec, pixel_scaling='original')
+    if dataset == 'svhn':
+        spec['labels'] = 'svhn_mat_minus_one'
+    return spec, splits
 
 
 def make_parser(description, **defaults):

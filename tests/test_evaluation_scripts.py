@@ -67,6 +67,14 @@ def random_values(spec, rng):
     return values
 
 
+def original_layout(spec, values):
+    """The arrays as the original theano-xnor-net stores them: beta_filter (F, C, fh, fw)."""
+    marked = modelfile.original_conventions(spec)
+    return [np.full(shape, np.float32(1) / np.float32(np.prod(shape[1:])), np.float32)
+            if name == 'beta_filter' else v
+            for v, (_, _, name, shape) in zip(values, inference.expected_param_shapes(marked))]
+
+
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
     """Data root, models and subprocess environment shared by the tests."""
@@ -83,7 +91,7 @@ def env(tmp_path_factory):
         paths[name] = os.path.join(models, name + '.npz')
         modelfile.save_model(paths[name], values, spec)
         paths[name + '_positional'] = os.path.join(models, name + '_positional.npz')
-        np.savez(paths[name + '_positional'], *values)
+        np.savez(paths[name + '_positional'], *original_layout(spec, values))
     variables = dict(os.environ, PYLEARN2_DATA_PATH=root)
     return {'root': root, 'models': paths, 'env': variables, 'tmp': models}
 
@@ -96,14 +104,19 @@ def run_script(env, dataset, *args):
 def expected_last_line(env, dataset, model, n, mode='float', **options):
     """The last line the script must print, computed in this process."""
     values, spec, _ = modelfile.load_model(model)
-    if spec is None:
-        spec = SPECS[dataset]()
+    if spec is None:  # the original's conventions (tests/test_original.py checks them)
+        spec = modelfile.original_conventions(SPECS[dataset]())
     network = inference.fold(spec, values)
     data = datasets.load(dataset, env['root'])
     X, y = data['test']
+    y = datasets.relabel(y, network.labels)
+
+    def scale(pixels):
+        return datasets.scale_pixels(pixels, network.pixel_scaling, dataset)
+
     if mode == 'fixed':
-        network.calibrate(datasets.to_unit_range(data['train'][0][:1000]))
-    predicted = network.predict(datasets.to_unit_range(X[:n]), mode, **options)
+        network.calibrate(scale(data['train'][0][:1000]))
+    predicted = network.predict(scale(X[:n]), mode, **options)
     return 'Test error: %.2f%% (%d images, mode %s)' % (100.0 * np.mean(predicted != y[:n]), n, mode)
 
 
@@ -148,14 +161,14 @@ def test_script_fixed_mode_and_whole_test_set(env):
     assert 'first %d training images' % N_TRAIN['svhn'] in result.stdout
 
 
-@pytest.mark.parametrize('dataset', ['mnist', 'cifar10'])
+@pytest.mark.parametrize('dataset', ['mnist', 'cifar10', 'svhn'])
 def test_position_only_npz_gets_the_reference_architecture(env, dataset):
     model = env['models'][dataset + '_positional']
     result = run_script(env, dataset, '--model', model, '--no', '12')
     assert result.returncode == 0, result.stderr
     assert 'position-only file: reference %s architecture' % dataset in result.stdout
-    # the widths came from the arrays: same result as the file with its description
-    assert last_line(result) == expected_last_line(env, dataset, env['models'][dataset], 12)
+    # the widths came from the arrays; the original's conventions apply
+    assert last_line(result) == expected_last_line(env, dataset, model, 12)
 
 
 def test_no_larger_than_the_test_set(env):

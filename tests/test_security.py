@@ -80,6 +80,18 @@ def test_planted_os_system_in_a_cifar_batch_does_not_run(tmp_path, protocol):
     assert open(planted_path, 'rb').read() == before
 
 
+def test_planted_batch_is_refused_before_pylearn2_reads_it(tmp_path):
+    """--loader pylearn2: pylearn2 unpickles with plain pickle, so the batches are read
+    through the restricted unpickler first."""
+    marker = tmp_path / 'MARKER'
+    root = str(tmp_path / 'data')
+    write_cifar(root, planted_in='data_batch_4', planted=Planted(os.system, _marker_command(marker)))
+    with pytest.raises(DatasetError) as excinfo:
+        datasets.load('cifar10', root, loader='pylearn2')
+    assert_one_line_error(excinfo, 'data_batch_4 is not a CIFAR-10 batch', 'nothing in it was run')
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize('function, args', [
     (eval, ('__import__("os").system("echo x > MARKER")',)),
     (exec, ('open("MARKER", "w").write("x")',)),

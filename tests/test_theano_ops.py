@@ -25,7 +25,7 @@ def compile_plain(inputs, outputs):
 
 def compile_fused(inputs, outputs):
     with theano_ops.enabled(True):
-        return theano.function(inputs, outputs)
+        return theano.function(inputs, outputs, mode=theano_ops.fused_mode())
 
 
 def awkward(rng, shape, dtype):
@@ -249,3 +249,34 @@ def test_clipped_update_and_its_alpha_come_from_one_pass():
             assert not any(isinstance(op, AbsSum) for op in ops)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_other_theano_programs_are_not_rewritten():
+    """Importing the package (and its ops) leaves everyone else's theano.function alone.
+
+    A plain function of expressions the rewrites would replace compiles to the same
+    graph as with the package's rewrites excluded, and to the fused graph only in
+    the package's own mode.
+    """
+    import binary_net.layers  # noqa: F401  (what loading a model or a shared cache imports)
+    x, w, g = T.matrix(), T.matrix(), T.matrix()
+    W = theano.shared(np.zeros((5, 4), dtype=theano.config.floatX))
+    exprs = [T.sum(abs(x), axis=0, acc_dtype='float64'),
+             T.dot(binarize.sign(x), binarize.sign(w)),
+             T.dot(x, w)]
+    with theano_ops.enabled(True):
+        plain = theano.function([x, w], exprs)
+        user = theano.function([g], [], updates=[(W, T.clip(W - 0.3 * g, -1, 1))])
+        ours = theano.function([x, w], exprs, mode=theano_ops.fused_mode())
+        excluded = theano.function(
+            [x, w], exprs, mode=theano.compile.get_default_mode().excluding('binary_net_fused'))
+    fused_types = (AbsSum, FastElemwise, Scale, XnorDot, theano_ops.Dot22Into)
+    for f in (plain, user):
+        assert not any(isinstance(op, fused_types) for op in ops_in(f))
+    assert [type(op) for op in ops_in(plain)] == [type(op) for op in ops_in(excluded)]
+    assert any(isinstance(op, AbsSum) for op in ops_in(ours))
+    assert any(isinstance(op, theano_ops.Dot22Into) for op in ops_in(ours))
+    X = np.random.RandomState(3).randn(6, 5).astype(theano.config.floatX)
+    Wv = np.random.RandomState(4).randn(5, 4).astype(theano.config.floatX)
+    for a, b in zip(plain(X, Wv), ours(X, Wv)):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,227 @@
+"""The original theano-xnor-net's fixed-point simulation, as a preset of ``mode='fixed'``.
+
+``network.predict(X, 'fixed', preset='original')`` (``--mode fixed --fixed-preset
+original`` in the evaluation scripts) reproduces the fixed mode of the original's
+``test/mnist_test.py`` and ``test/cifar10_test.py`` (``test/fxp_helper.py``,
+``test/xnornet_layers.py``, ``test/inf_layers.py``), beside this package's
+calibrated scheme (:class:`binary_net.inference.FixedContext`, ``preset=
+'calibrated'``, the default). Its rules, all taken from that code:
+
+* A format is ``(magnitude bits, integer bits)`` plus a sign: ``q(x) = clip(round(x
+  * 2**(m - i)), -(2**m - 1), 2**m - 1) / 2**(m - i)`` (symmetric saturation; no
+  ``-2**m`` code).
+* The network input: ``(7, 0)``, rounded half to even (``numpy.around``).
+* Parameters: every real-valued parameter except weights (biases ``b``, ``xalpha``,
+  ``beta_filter``, the folded batch norm's scale and offset) with 15 magnitude
+  bits and ``max(0, ceil(log2(max |p|)))`` integer bits, rounded half to even.
+  Weights ``W`` are not quantized: the binary ones are signs, and the
+  full-precision first convolution and last dense layer keep float32 weights.
+* Activations, per layer type (``data_bits=15`` and the ``*_int_bits`` of the
+  scripts), rounded as ``theano.tensor.round`` does (half to even from Theano 0.9,
+  the default here; ``rounding='half_away'`` gives Theano 0.8's behaviour):
+
+  ===========  ================================  ================================
+  layer        MNIST (mnist_test.py)             CIFAR-10 (cifar10_test.py)
+  ===========  ================================  ================================
+  XNOR dense   input and output (15, 10)         input and output (15, 10)
+  XNOR conv    --                                input and output (15, 8)
+  conv         --                                output (15, 8)
+  batch norm   output (15, 3)                    output (15, 3)
+  dense        output (20, 17)                   output after softmax (15, 10)
+  ===========  ================================  ================================
+
+  The original has no SVHN test script; SVHN (the CIFAR-10 architecture) uses the
+  CIFAR-10 column. A convolution quantizes before its bias is added (Lasagne adds
+  it after ``convolve``), so its output is the quantized sum plus the quantized
+  bias; an XNOR layer's K is computed from its quantized input and the quantized
+  ``beta_filter`` value ``1 / (C * fh * fw)``; the dense output is quantized after
+  its nonlinearity, so CIFAR-10's softmax probabilities are rounded to 1/32 and
+  ties go to the lowest class, as Theano's argmax does.
+
+Arithmetic is float32, as the original's Theano graph (``floatX=float32``).
+"""
+import math
+
+import numpy as np
+
+from . import inference
+from .inference import (Affine, Conv, Dense, FixedContext, FloatContext, MaxPool, Rectify,
+                        Softmax, XnorConv, XnorDense, conv2d, sign)
+
+__all__ = ['OriginalFixedContext', 'ORIGINAL_FORMATS', 'PRESETS', 'fixed_context',
+           'quantize_original', 'param_int_bits']
+
+PRESETS = ('calibrated', 'original')
+INPUT_FORMAT = (7, 0)
+PARAM_BITS = 15
+_CONV_NET = {'xnor_dense': (15, 10), 'xnor_conv': (15, 8), 'conv': (15, 8),
+             'affine': (15, 3), 'dense': (15, 10)}
+#: Activation formats (magnitude bits, integer bits) per op kind and network.
+ORIGINAL_FORMATS = {'mnist': {'xnor_dense': (15, 10), 'affine': (15, 3), 'dense': (20, 17)},
+                    'cifar10': _CONV_NET,
+                    'svhn': _CONV_NET}  # no svhn_test.py in the original: CIFAR-10's
+
+
+def quantize_original(x, mag_bits, int_bits, rounding='half_even'):
+    """The original's ``fixed_point`` / ``to_fixed_point_theano`` in float32.
+
+    ``clip(round(x * 2**(mag_bits - int_bits)), -(2**mag_bits - 1), 2**mag_bits - 1)
+    / 2**(mag_bits - int_bits)``.
+    """
+    scale = np.float32(2.0 ** (mag_bits - int_bits))
+    limit = np.float32(2.0 ** mag_bits - 1)
+    y = np.asarray(x, dtype=np.float32) * scale
+    y = np.rint(y) if rounding == 'half_even' else np.copysign(np.floor(np.abs(y) + 0.5), y)
+    return (np.clip(y, -limit, limit) / scale).astype(np.float32)
+
+
+def param_int_bits(value):
+    """``max(0, ceil(log2(max |p|)))``, the original's integer bits of a parameter.
+
+    The original fails (``math domain error``) on a parameter of zeros; it gets 0
+    integer bits here.
+    """
+    peak = float(np.max(np.abs(value))) if np.size(value) else 0.0
+    return max(0, int(math.ceil(math.log(peak, 2)))) if peak > 0 else 0
+
+
+class OriginalFixedContext(FloatContext):
+    """``mode='fixed', preset='original'``: see the module docstring.
+
+    Parameters
+    ----------
+    network : FoldedNetwork
+        Its ``name`` ('mnist', 'cifar10', 'svhn') selects the formats.
+    rounding : {'half_even', 'half_away'}
+        Rounding of the activations (``theano.tensor.round``); the input and the
+        parameters are always rounded half to even (``numpy.around``).
+    """
+
+    mode = 'original_fixed'
+    dtype = np.float32
+    generic = False
+
+    def __init__(self, network, rounding='half_even'):
+        super().__init__(network)
+        if network.name not in ORIGINAL_FORMATS:
+            raise ValueError('the original fixed-point preset has formats for %s networks, '
+                             'not for %r' % (', '.join(sorted(ORIGINAL_FORMATS)), network.name))
+        if rounding not in inference.ROUNDINGS:
+            raise ValueError('unknown rounding %r; choose one of %s'
+                             % (rounding, ', '.join(inference.ROUNDINGS)))
+        self.formats = ORIGINAL_FORMATS[network.name]
+        self.rounding = rounding
+
+    def network_input(self, X):
+        return quantize_original(X, *INPUT_FORMAT)
+
+    def param(self, op, name):
+        def make():
+            value = op.params[name].astype(np.float32)
+            return quantize_original(value, PARAM_BITS, param_int_bits(value))
+        return op.cached(('original_fixed', name), make)
+
+    def activation(self, op, x, kind=None):
+        """Quantize an activation with the format of ``kind`` (default: the op's kind)."""
+        return quantize_original(x, *self.formats[kind or op.kind], rounding=self.rounding)
+
+    def next_op(self, op):
+        ops = self.network.ops
+        return ops[op.index + 1] if op.index + 1 < len(ops) else None
+
+
+def _beta_filter_value(op, channels):
+    """The original's quantized K filter value, 1 / (C * fh * fw) in 15 fraction bits."""
+    fh, fw = op.W_sign.shape[2:]
+    value = np.float32(1) / np.float32(channels * fh * fw)
+    return quantize_original(value, PARAM_BITS, param_int_bits(value))
+
+
+def _xnor_dense(self, x, ctx):
+    x = ctx.activation(self, x.reshape(len(x), -1))
+    W = self.cached(('float32', 'W_sign'), lambda: self.W_sign.astype(np.float32))
+    out = (sign(x, np.float32) if self.binary_input else x) @ W
+    b = ctx.param(self, 'b')
+    if self.bias_before_scaling:
+        out += b
+    if self.scale_input:
+        out *= np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+    if self.scale_weights:
+        out *= ctx.param(self, 'alpha')
+    if not self.bias_before_scaling:
+        out += b
+    return ctx.activation(self, out)
+
+
+def _xnor_conv(self, x, ctx):
+    x = ctx.activation(self, x)
+    W = self.cached(('float32', 'W_sign'), lambda: self.W_sign.astype(np.float32))
+    out = conv2d(sign(x, np.float32) if self.binary_input else x, W, self.stride, self.pad)
+    if self.scale_input:
+        fh, fw = self.W_sign.shape[2:]
+        sums = conv2d(np.sum(np.abs(x), axis=1, keepdims=True, dtype=np.float32),
+                      np.ones((1, 1, fh, fw), np.float32), self.stride, self.pad)
+        out *= sums * _beta_filter_value(self, x.shape[1])
+    if self.scale_weights:
+        out *= ctx.param(self, 'alpha').reshape(1, -1, 1, 1)
+    out = ctx.activation(self, out)
+    return out + ctx.param(self, 'b').reshape(1, -1, 1, 1)
+
+
+def _conv(self, x, ctx):
+    W = self.cached(('float32', 'W'), lambda: self.params['W'].astype(np.float32))
+    out = ctx.activation(self, conv2d(x, W, self.stride, self.pad))
+    return out + ctx.param(self, 'b').reshape(1, -1, 1, 1)
+
+
+def _dense(self, x, ctx):
+    W = self.cached(('float32', 'W'), lambda: self.params['W'].astype(np.float32))
+    out = x.reshape(len(x), -1) @ W + ctx.param(self, 'b')
+    if isinstance(ctx.next_op(self), Softmax):
+        return out  # quantized after the nonlinearity, by the softmax op
+    return ctx.activation(self, out)
+
+
+def _affine(self, x, ctx):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    out = x * ctx.param(self, 'scale').reshape(shape) + ctx.param(self, 'offset').reshape(shape)
+    return ctx.activation(self, out)
+
+
+def _softmax(self, x, ctx):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return ctx.activation(self, e / e.sum(axis=1, keepdims=True), kind='dense')
+
+
+def _plain(self, x, ctx):
+    return self.forward(x, ctx)
+
+
+XnorDense.forward_original_fixed = _xnor_dense
+XnorConv.forward_original_fixed = _xnor_conv
+Conv.forward_original_fixed = _conv
+Dense.forward_original_fixed = _dense
+Affine.forward_original_fixed = _affine
+Softmax.forward_original_fixed = _softmax
+MaxPool.forward_original_fixed = _plain
+Rectify.forward_original_fixed = _plain
+
+
+def fixed_context(network, preset='calibrated', **options):
+    """The context of ``mode='fixed'``: this package's calibrated scheme or a preset.
+
+    Parameters
+    ----------
+    preset : {'calibrated', 'original'}
+        'calibrated': :class:`binary_net.inference.FixedContext` with ``options``;
+        'original': :class:`OriginalFixedContext` (only ``rounding`` applies).
+    """
+    if preset == 'calibrated':
+        return FixedContext(network, **options)
+    if preset == 'original':
+        return OriginalFixedContext(network, **options)
+    raise ValueError('unknown fixed-point preset %r; choose one of %s'
+                     % (preset, ', '.join(PRESETS)))
+
+
+inference.register_mode('fixed', fixed_context)
