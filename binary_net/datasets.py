@@ -18,7 +18,9 @@ variable ``PYLEARN2_DATA_PATH`` (as for pylearn2), and when that is unset it is
                       package installs them in /usr/share/datasets/fashion-mnist/,
                       so PYLEARN2_DATA_PATH=/usr/share/datasets works for it)
     cifar10/cifar-10-batches-py/   data_batch_1 .. data_batch_5, test_batch
-                      (the official Python pickles)
+                      (the official Python pickles, read with a restricted
+                      unpickler that builds only dicts, lists, strings, numbers
+                      and numpy arrays: nothing in a batch can run code)
     SVHN/format2/     train_32x32.mat  test_32x32.mat  [extra_32x32.mat]
 
 Loaders (:func:`load_mnist`, :func:`load_fashion_mnist`, :func:`load_cifar10`,
@@ -43,6 +45,7 @@ import collections
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import pickle
 import shlex
@@ -57,8 +60,10 @@ import zlib
 
 import numpy as np
 
+from . import safeopen
+
 __all__ = [
-    'DatasetError', 'Splits', 'ZCA', 'DATASET_NAMES', 'DEFAULT_DATA_ROOT',
+    'DatasetError', 'DownloadInterrupted', 'Splits', 'ZCA', 'DATASET_NAMES', 'DEFAULT_DATA_ROOT',
     'DEFAULT_VALID_SIZE', 'data_root', 'read_idx', 'load', 'load_mnist',
     'load_fashion_mnist', 'load_cifar10', 'load_svhn', 'to_unit_range',
     'hinge_targets', 'global_contrast_normalize', 'prepare', 'download', 'main',
@@ -72,6 +77,10 @@ NUM_CLASSES = 10
 
 class DatasetError(Exception):
     """Data that is missing, corrupt, or asked for in a way that cannot be served."""
+
+
+class DownloadInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a download; the message names the ``.part`` file kept for resuming."""
 
 
 Splits = collections.namedtuple('Splits', 'X_train y_train X_valid y_valid X_test y_test')
@@ -108,6 +117,22 @@ def _describe(err):
     return '%s: %s' % (type(err).__name__, ' '.join(str(err).split()))
 
 
+def _present(path):
+    """Whether a data file exists; a directory, FIFO or device there is an error."""
+    try:
+        return safeopen.check_regular(path)
+    except safeopen.NotRegularFileError as err:
+        raise DatasetError(str(err)) from None
+
+
+def _open_data_file(path):
+    """Open a data file for reading: regular files only, never blocking on a FIFO."""
+    try:
+        return safeopen.open_regular(path)
+    except OSError as err:
+        raise DatasetError('cannot read %s: %s' % (path, err.strerror or err)) from None
+
+
 def _missing(title, name, root, missing_path, extra=False):
     """The error for absent data: names the path and the command that fetches it."""
     return DatasetError('%s not found: %s is missing; run: %s'
@@ -128,11 +153,15 @@ _IDX_DATASETS = {'mnist': ('MNIST', 'mnist'), 'fashion-mnist': ('Fashion-MNIST',
 
 def _read_file_bytes(path):
     """Read a whole file, transparently un-gzipping ``*.gz``."""
-    if not path.endswith('.gz'):
-        with open(path, 'rb') as stream:
-            return stream.read()
+    with _open_data_file(path) as raw:
+        if not path.endswith('.gz'):
+            return raw.read()
+        return _gunzip(raw, path)
+
+
+def _gunzip(raw, path):
     try:
-        with gzip.open(path, 'rb') as stream:
+        with gzip.GzipFile(fileobj=raw, mode='rb') as stream:
             return stream.read()
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         # EOFError is how gzip reports a truncated stream.
@@ -169,7 +198,8 @@ def read_idx(path):
     if len(raw) < header_size:
         raise DatasetError('%s is truncated inside its IDX header' % path)
     shape = struct.unpack('>%dI' % ndim, raw[4:header_size])
-    expected, found = int(np.prod(shape, dtype=np.int64)), len(raw) - header_size
+    # Python integers: a header such as 65536 x 65536 x 65536 x 65536 overflows int64.
+    expected, found = math.prod(shape), len(raw) - header_size
     if found != expected:
         problem = 'is truncated' if found < expected else 'has trailing data'
         raise DatasetError('%s %s: header %s promises %d bytes of data, file holds %d'
@@ -182,7 +212,7 @@ def _find_idx_file(directory, base_name):
     """The raw file if present (pylearn2's own layout), else the gzipped one, else None."""
     for candidate in (base_name, base_name + '.gz'):
         path = os.path.join(directory, candidate)
-        if os.path.isfile(path):
+        if _present(path):
             return path
     return None
 
@@ -268,20 +298,95 @@ def _batch_field(batch, key, path):
     raise DatasetError('%s: CIFAR-10 batch has no %r entry' % (path, key))
 
 
-def _read_cifar_batch(path):
-    """Read one CIFAR-10 batch as uint8 (N, 3, 32, 32) images and int64 labels."""
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle names a callable or class that CIFAR-10 batches never contain."""
+
+
+def _latin1_encode(text, encoding='utf-8'):
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2: latin-1 text only."""
+    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError('unexpected arguments to _codecs.encode')
+    return text.encode('latin-1')
+
+
+def _empty_bytes(*args):
+    """``bytes()`` as Python 3 pickles ``b''`` at protocol 2; nothing else."""
+    if args:
+        raise pickle.UnpicklingError('unexpected arguments to bytes')
+    return b''
+
+
+def _batch_globals():
+    """(module, name) -> object: everything a CIFAR-10 batch pickle may refer to."""
+    from numpy.core import multiarray
+
+    return {('numpy.core.multiarray', '_reconstruct'): multiarray._reconstruct,
+            ('numpy._core.multiarray', '_reconstruct'): multiarray._reconstruct,
+            ('numpy', 'ndarray'): np.ndarray,
+            ('numpy', 'dtype'): np.dtype,
+            ('_codecs', 'encode'): _latin1_encode,
+            ('__builtin__', 'bytes'): _empty_bytes,
+            ('builtins', 'bytes'): _empty_bytes}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what CIFAR-10 batches are made of.
+
+    Plain containers and scalars (dict, list, tuple, bytes/str, int, float, bool,
+    None) need no lookup. The one thing a batch needs beyond them is numpy's
+    array reconstruction (``numpy.core.multiarray._reconstruct``, ``ndarray``,
+    ``dtype``), plus the ``_codecs.encode`` / ``bytes`` calls by which Python 3
+    writes bytes at protocol 2. Any other global is refused before it is looked
+    up, so no callable named in the file is ever imported or called.
+    """
+
+    def find_class(self, module, name):
+        try:
+            return _batch_globals()[(module, name)]
+        except KeyError:
+            raise _RefusedGlobal('%s.%s' % (module, name)) from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError('persistent IDs are not allowed')
+
+
+def _unpickle_batch(path):
+    """The object pickled in ``path``, through :class:`_BatchUnpickler`."""
     try:
-        with open(path, 'rb') as stream:
+        with _open_data_file(path) as stream:
             # The batches were pickled by Python 2: its str values decode only as bytes.
-            # Unpickling can run code, so batches must come from a trusted source (the
-            # downloader checks the official archive's MD5).
-            batch = pickle.load(stream, encoding='bytes')
+            return _BatchUnpickler(stream, encoding='bytes').load()
+    except _RefusedGlobal as err:
+        raise DatasetError('%s is not a CIFAR-10 batch: it refers to %s, which CIFAR-10 '
+                           'batches never contain (refused; nothing in it was run)'
+                           % (path, err)) from None
+    except DatasetError:
+        raise
     except Exception as err:  # garbage can make the unpickler raise almost anything
         raise DatasetError('%s is not a readable CIFAR-10 batch (%s)' % (path, _describe(err))) from None
+
+
+def _check_label_values(labels, path, first, last):
+    """Refuse labels that are not integers (strings, fractions, NaN) with one line."""
+    if labels.size == 0:
+        return
+    if labels.dtype.kind == 'f':
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DatasetError('%s: labels must be integers %d..%d, found non-integer values'
+                               % (path, first, last))
+    elif labels.dtype.kind not in 'iu':
+        raise DatasetError('%s: labels must be integers %d..%d, found %s values'
+                           % (path, first, last, labels.dtype))
+
+
+def _read_cifar_batch(path):
+    """Read one CIFAR-10 batch as uint8 (N, 3, 32, 32) images and int64 labels."""
+    batch = _unpickle_batch(path)
     if not isinstance(batch, dict):
         raise DatasetError('%s: expected a pickled dict, found %s' % (path, type(batch).__name__))
     data = np.asarray(_batch_field(batch, 'data', path))
     labels = np.asarray(_batch_field(batch, 'labels', path))
+    _check_label_values(labels, path, 0, NUM_CLASSES - 1)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _CIFAR_PIXELS:
         raise DatasetError('%s: expected uint8 data shaped (N, 3072), found %s %s'
                            % (path, data.dtype, data.shape))
@@ -297,7 +402,7 @@ def _read_cifar_batches(directory, batch_names, root):
     parts = []
     for batch_name in batch_names:
         path = os.path.join(directory, batch_name)
-        if not os.path.isfile(path):
+        if not _present(path):
             raise _missing('CIFAR-10', 'cifar10', root, path)
         parts.append(_read_cifar_batch(path))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -342,6 +447,7 @@ def _read_svhn_mat(path):
     if 'X' not in contents or 'y' not in contents:
         raise DatasetError('%s: expected variables X and y in the SVHN file' % path)
     images, labels = contents['X'], np.asarray(contents['y'])
+    _check_label_values(labels, path, 1, 10)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
         raise DatasetError('%s: expected uint8 X shaped (32, 32, 3, N), found %s %s'
                            % (path, images.dtype, images.shape))
@@ -357,7 +463,7 @@ def _read_svhn_mat(path):
 
 def _read_svhn_file(directory, file_name, root, extra=False):
     path = os.path.join(directory, file_name)
-    if not os.path.isfile(path):
+    if not _present(path):
         raise _missing('SVHN', 'svhn', root, path, extra=extra)
     return _read_svhn_mat(path)
 
@@ -864,6 +970,20 @@ _PYLEARN2_CLASSES = {'mnist': ('pylearn2.datasets.mnist', 'MNIST'),
                      'svhn': ('pylearn2.datasets.svhn', 'SVHN')}
 
 
+def _vet_cifar_batches(data_path):
+    """Read every CIFAR-10 batch through the restricted unpickler first.
+
+    pylearn2 unpickles the six batches with plain ``pickle``, which runs whatever a
+    planted batch names; a batch that the restricted unpickler refuses is reported
+    (one line) before pylearn2 sees it.
+    """
+    directory = os.path.join(data_root(data_path), CIFAR10_DIR)
+    for batch_name in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,):
+        path = os.path.join(directory, batch_name)
+        if _present(path):
+            _unpickle_batch(path)
+
+
 def pylearn2_set(name, which_set, data_path=None):
     """One pylearn2 dataset as uint8 NCHW images and its own int64 labels.
 
@@ -884,6 +1004,8 @@ def pylearn2_set(name, which_set, data_path=None):
 
     if name not in _PYLEARN2_CLASSES:
         raise DatasetError('--loader pylearn2 reads mnist, cifar10 and svhn, not %r' % (name,))
+    if name == 'cifar10':
+        _vet_cifar_batches(data_path)
     module_name, class_name = _PYLEARN2_CLASSES[name]
     previous = os.environ.get('PYLEARN2_DATA_PATH')
     os.environ['PYLEARN2_DATA_PATH'] = data_root(data_path)
@@ -1056,6 +1178,9 @@ def _download_to_part(url, part_path, verbose):
             except (OSError, http.client.HTTPException) as err:
                 raise DatasetError('download of %s was interrupted (%s); run the same command again '
                                    'to resume' % (url, _describe(err))) from None
+            except KeyboardInterrupt:
+                raise DownloadInterrupted('download of %s stopped at byte %d; %s is kept: run the '
+                                          'same command again to resume' % (url, received, part_path)) from None
     if total is not None and received < total:
         raise DatasetError('download of %s stopped at %d of %d bytes; run the same command again '
                            'to resume' % (url, received, total))
@@ -1262,7 +1387,8 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0 on success, 1 on a :class:`DatasetError`.
+        Exit status: 0 on success, 1 on a :class:`DatasetError`, 130 after Ctrl-C (an
+        interrupted download keeps its ``.part`` file for resuming).
     """
     args = _build_parser().parse_args(argv)
     kwargs = {'extra': True} if args.extra else {}
@@ -1278,6 +1404,9 @@ def main(argv=None):
     except DatasetError as err:
         print('error: %s' % err, file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:
+        print('interrupted%s' % (': %s' % err if str(err) else ''), file=sys.stderr)
+        return 130
     return 0
 
 

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from . import datasets, inference, integer, kernels, modelfile  # integer: mode 'int'
+from . import argtypes, datasets, inference, integer, kernels, modelfile  # integer: mode 'int'
 
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000
@@ -124,15 +124,10 @@ def load_network(path, dataset):
     return network, '%s (%s network, %s, %s)' % (path, spec.get('name', '?'), count, origin)
 
 
-def positive_int(text):
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('%r is not an integer' % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be at least 1, got %d' % value)
-    return value
+#: argparse type: an integer of at least 1.
+positive_int = argtypes.int_range(1)
+#: argparse type of the fixed-mode widths (inference.FixedPointConfig's range).
+fixed_bits = argtypes.int_range(2, 53)
 
 
 def build_parser(dataset):
@@ -167,16 +162,16 @@ def build_parser(dataset):
     parser.add_argument('--data-path', metavar='DIR',
                         help='data root (default: $PYLEARN2_DATA_PATH, else ~/pylearn2_data)')
     fixed = parser.add_argument_group('fixed mode')
-    fixed.add_argument('--input-bits', type=positive_int, metavar='BITS',
+    fixed.add_argument('--input-bits', type=fixed_bits, metavar='BITS',
                        help='bits of the network input, sign included (default: %d)'
                             % FIXED_DEFAULTS['input_bits'])
     fixed.add_argument('--input-frac', type=int, metavar='BITS',
                        help='fraction bits of the network input (default: %d)'
                             % FIXED_DEFAULTS['input_frac'])
-    fixed.add_argument('--param-bits', type=positive_int, metavar='BITS',
+    fixed.add_argument('--param-bits', type=fixed_bits, metavar='BITS',
                        help='bits of each real-valued parameter (default: %d)'
                             % FIXED_DEFAULTS['param_bits'])
-    fixed.add_argument('--act-bits', type=positive_int, metavar='BITS',
+    fixed.add_argument('--act-bits', type=fixed_bits, metavar='BITS',
                        help='bits of each activation (default: %d)' % FIXED_DEFAULTS['act_bits'])
     fixed.add_argument('--rounding', choices=inference.ROUNDINGS,
                        help='round to nearest, ties to even or away from zero (default: %s)'

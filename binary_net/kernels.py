@@ -17,9 +17,12 @@ are 0.
 The C code (``csrc/xnor_kernels.c``) is compiled at first use, never at import,
 with ``gcc -O3 -march=native -fopenmp -shared -fPIC`` (falling back to flags
 without ``-march=native`` and/or ``-fopenmp`` where the compiler refuses them)
-into ``$BINARY_NET_CACHE`` or else ``~/.cache/binary_net``, under a name hashed
-from the source, the flags, the compiler and the CPU, and loaded with
-:mod:`ctypes`. It has an AVX-512 VPOPCNTDQ path, an AVX2 path (Mula's nibble
+into ``$BINARY_NET_CACHE`` or else ``~/.cache/binary_net`` (created with mode
+0700; a directory owned by another user or writable by others is refused), under a
+name hashed from the source, the flags, the compiler and the CPU, written
+atomically, and loaded with :mod:`ctypes` only if it is a non-empty file of this
+user that nobody else can write (otherwise, or if it does not load, it is built
+again). It has an AVX-512 VPOPCNTDQ path, an AVX2 path (Mula's nibble
 lookup for short rows, Harley-Seal carry-save adders for long ones) and a
 portable path (``__builtin_popcountll``); all are bit-exact. Products are
 register-blocked (a few rows of A against a panel of 8 or 32 columns of B) and
@@ -42,6 +45,7 @@ import hashlib
 import os
 import platform
 import shlex
+import stat
 import subprocess
 import tempfile
 import threading
@@ -106,19 +110,78 @@ def _compiler_command():
     return shlex.split(os.environ.get('CC') or 'gcc')
 
 
-def _cache_dir():
-    path = os.environ.get('BINARY_NET_CACHE') or os.path.join(
-        os.path.expanduser('~'), '.cache', 'binary_net')
+def _uid():
+    return os.getuid() if hasattr(os, 'getuid') else None
+
+
+def _private_dir(path):
+    """``path`` as a cache directory only this user can write; None if it cannot be made.
+
+    A new directory is created with mode 0700. An existing one must be a
+    directory owned by this user and not writable by group or others, since
+    whoever can write it can plant a library that we would load.
+
+    Raises
+    ------
+    KernelBuildError
+        For an existing directory that fails those checks (one line).
+    """
     try:
-        os.makedirs(path, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError:
+        return None
+    uid = _uid()
+    if not stat.S_ISDIR(st.st_mode):
+        problem = 'it is not a directory'
+    elif uid is not None and st.st_uid != uid:
+        problem = 'it belongs to uid %d, not to you (uid %d)' % (st.st_uid, uid)
+    elif st.st_mode & 0o022:
+        problem = 'it is writable by others (mode %03o)' % stat.S_IMODE(st.st_mode)
+    else:
+        return path if os.access(path, os.W_OK | os.X_OK) else None
+    raise KernelBuildError('refusing the kernel cache directory %s: %s; remove it or set '
+                           'BINARY_NET_CACHE to a directory of your own' % (path, problem))
+
+
+def _cache_dir():
+    """The kernel cache: ``$BINARY_NET_CACHE``, else ``~/.cache/binary_net``, else a
+    private ``$TMPDIR/binary_net-<uid>``; each created 0700 and checked by
+    :func:`_private_dir`."""
+    explicit = os.environ.get('BINARY_NET_CACHE')
+    uid = _uid()
+    candidates = [explicit] if explicit else [
+        os.path.join(os.path.expanduser('~'), '.cache', 'binary_net'),
+        os.path.join(tempfile.gettempdir(), 'binary_net-%s' % ('user' if uid is None else uid))]
+    for path in candidates:
+        usable = _private_dir(path)
+        if usable:
+            return usable
+    raise KernelBuildError('cannot create a writable kernel cache directory (tried %s); '
+                           'set BINARY_NET_CACHE' % ', '.join(candidates))
+
+
+def _trusted_library(path):
+    """Whether a cached library may be loaded: a non-empty regular file (not a link)
+    owned by this user and writable by nobody else. Anything else is removed, to be
+    built again."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    uid = _uid()
+    if stat.S_ISREG(st.st_mode) and st.st_size > 0 and not st.st_mode & 0o022 \
+            and (uid is None or st.st_uid == uid):
+        return True
+    _discard(path)
+    return False
+
+
+def _discard(path):
+    try:
+        os.unlink(path)
     except OSError:
         pass
-    user = getattr(os, 'getuid', lambda: 'user')()
-    path = os.path.join(tempfile.gettempdir(), 'binary_net-%s' % user)
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def _cpu_fingerprint():
@@ -169,7 +232,7 @@ def _build(isa):
             h.update(part)
             h.update(b'\0')
         path = os.path.join(cache, 'xnor_kernels-%s.so' % h.hexdigest()[:20])
-        if os.path.exists(path):
+        if _trusted_library(path):
             return path, flags
         fd, tmp = tempfile.mkstemp(prefix='.xnor_kernels-', suffix='.so', dir=cache)
         os.close(fd)
@@ -177,6 +240,7 @@ def _build(isa):
             proc = subprocess.run(cc + flags + ['-o', tmp, _SOURCE],
                                   capture_output=True, text=True, timeout=600)
             if proc.returncode == 0:
+                os.chmod(tmp, 0o755)    # whatever the umask: never writable by others
                 os.replace(tmp, path)   # atomic: concurrent builders agree
                 return path, flags
             msg = (proc.stderr or proc.stdout).strip().splitlines()
@@ -315,7 +379,13 @@ def _get_lib(isa=None):
         with _lock:
             lib = _libs.get(isa)
             if lib is None:
-                lib = _Lib(*_build(isa))
+                path, flags = _build(isa)
+                try:
+                    lib = _Lib(path, flags)
+                except (KernelBuildError, AttributeError):
+                    # A damaged cached library (truncated, foreign): build it again, once.
+                    _discard(path)
+                    lib = _Lib(*_build(isa))
                 _libs[isa] = lib
     return lib
 

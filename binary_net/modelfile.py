@@ -9,15 +9,33 @@ only entries of the archive.
 
 Files are written atomically: to a temporary file in the same directory, then
 renamed over the target, so an interrupted save never leaves a broken model.
+
+Reading never runs code and never trusts sizes: arrays are read with
+``allow_pickle=False``; only regular files are opened (a FIFO would block);
+encrypted entries, unknown compression methods, non-numeric dtypes and array
+headers that promise more data than their entry holds are refused before any
+array is allocated; the network description is checked against a schema
+(:func:`validate_description`); and parameters that are NaN or infinite are
+refused, naming the array. Every refusal is a one-line :class:`ModelFileError`.
 """
+import io
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 
 import numpy as np
 
+from . import safeopen
+
 COMMENT_PREFIX = b'binary_net-model:'
+#: Most values per sample a description may declare for its input (64 Mi).
+MAX_INPUT_VALUES = 1 << 26
+#: Most units or filters a description may give one layer.
+MAX_WIDTH = 1 << 24
+_MAX_WINDOW = 1 << 16
 
 
 class ModelFileError(Exception):
@@ -29,8 +47,36 @@ def first_line(error):
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+class _DetachableFile:
+    """A file object whose writes can be sent to memory once a save has failed.
+
+    ``numpy.savez`` leaves its ``ZipFile`` open when it is interrupted (Ctrl-C, a
+    full disk). When that ``ZipFile`` is collected later it writes its central
+    directory to the file, which by then is closed: Python prints "Exception
+    ignored in ZipFile.__del__". After :meth:`detach` those late writes land in a
+    throw-away buffer instead, silently.
+    """
+
+    def __init__(self, f):
+        self._f = f
+
+    def detach(self):
+        self._f = io.BytesIO()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _temporary_prefix(path):
+    return '.' + os.path.basename(path) + '.'
+
+
 def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``.
+
+    On any failure (an exception in ``write``, a full disk, Ctrl-C) the temporary
+    file is removed and ``path`` is left as it was. An ``OSError`` without a file
+    name gets ``path`` as its ``filename``, so that its message names the target.
 
     Parameters
     ----------
@@ -39,21 +85,60 @@ def atomic_write(path, write):
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
-                               suffix='.tmp', dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'w+b') as f:  # readable: save_model appends the zip comment
-            write(f)
+            target = _DetachableFile(f)
+            try:
+                write(target)
+            except BaseException:
+                target.detach()
+                raise
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = path
         raise
+
+
+def remove_stale_temporaries(path):
+    """Delete the temporary files :func:`atomic_write` left for ``path`` when killed.
+
+    Only names of the exact form :func:`atomic_write` creates for this target
+    (``.NAME.XXXXXXXX.tmp`` beside it) are removed. Call it only while no other
+    process can be writing ``path`` (the trainer holds its lock on the path).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    list of str: the paths removed.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(_temporary_prefix(path)) + r'[a-z0-9_]{8}\.tmp\Z')
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        candidate = os.path.join(directory, name)
+        if pattern.match(name) and os.path.isfile(candidate) and not os.path.islink(candidate):
+            try:
+                os.unlink(candidate)
+                removed.append(candidate)
+            except OSError:
+                pass
+    return removed
 
 
 def save_model(path, param_values, spec=None, extra=None):
@@ -84,6 +169,258 @@ def save_model(path, param_values, spec=None, extra=None):
     atomic_write(path, write)
 
 
+# ---------------------------------------------------------------------------
+# Reading: file type, zip entries, array headers, values
+# ---------------------------------------------------------------------------
+
+def _open_model_file(path, what):
+    """Open ``path`` for reading: regular files only (a FIFO would block)."""
+    try:
+        return safeopen.open_regular(path)
+    except FileNotFoundError:
+        raise ModelFileError('%s not found: %s' % (what, path)) from None
+    except safeopen.NotRegularFileError as error:
+        raise ModelFileError(str(error)) from None
+    except OSError as error:
+        raise ModelFileError('cannot read %s: %s' % (path, error.strerror or first_line(error))) from None
+
+
+def _check_entries(archive, path):
+    """Refuse encrypted entries and compression methods model files never use."""
+    for info in archive.infolist():
+        if info.flag_bits & 0x1:
+            raise ModelFileError('%s: zip entry %s is encrypted; model files never are'
+                                 % (path, info.filename))
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFileError('%s: zip entry %s uses compression method %d; model files '
+                                 'are stored or deflated' % (path, info.filename, info.compress_type))
+
+
+def _read_npy_header(entry):
+    version = np.lib.format.read_magic(entry)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(entry)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(entry)
+    raise ValueError('unsupported .npy format version %d.%d' % version)
+
+
+def _check_array_headers(archive, path):
+    """Check every ``.npy`` header against its entry before any array is allocated.
+
+    A header may claim any shape (10^11 values, say); it must be a number dtype
+    and promise exactly the bytes its entry holds.
+    """
+    for info in archive.infolist():
+        if not info.filename.endswith('.npy'):
+            continue
+        name = info.filename[:-4]
+        with archive.open(info) as entry:
+            try:
+                shape, _, dtype = _read_npy_header(entry)
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+                raise ModelFileError('%s: array %s has a corrupt header (%s)'
+                                     % (path, name, first_line(error))) from None
+            offset = entry.tell()
+        if dtype.hasobject or dtype.fields is not None or dtype.kind not in 'fiu':
+            raise ModelFileError('%s: array %s has dtype %s; model arrays hold numbers '
+                                 '(float or integer)' % (path, name, dtype.str))
+        promised = math.prod(shape) * dtype.itemsize
+        held = info.file_size - offset
+        if promised != held:
+            raise ModelFileError('%s: array %s is corrupt: its header promises shape %s '
+                                 '(%d bytes) but its entry holds %d bytes'
+                                 % (path, name, tuple(shape), promised, held))
+
+
+def _read_archive(path, what, kind, names_ok):
+    """(names, comment, {name: array}) of an ``.npz`` after every check.
+
+    ``names_ok(names)`` raises ModelFileError for entry names that are not this
+    kind of model; it runs before any array is read. ``what`` and ``kind`` name
+    the file in the messages ('model file', '.npz model').
+    """
+    with _open_model_file(path, what) as stream:
+        try:
+            return _read_checked(stream, path, names_ok)
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError,
+                NotImplementedError, MemoryError) as error:
+            raise ModelFileError('%s is not a readable %s (truncated or corrupt?): %s'
+                                 % (path, kind, first_line(error))) from None
+
+
+def _read_checked(stream, path, names_ok):
+    with zipfile.ZipFile(stream) as archive:
+        names = archive.namelist()
+        comment = archive.comment
+        names_ok(names)
+        _check_entries(archive, path)
+        bad = archive.testzip()
+        if bad is not None:
+            raise ModelFileError('%s is corrupt: %s fails its checksum' % (path, bad))
+        _check_array_headers(archive, path)
+    stream.seek(0)
+    with np.load(stream, allow_pickle=False) as data:
+        arrays = {name[:-4]: data[name[:-4]] for name in names if name.endswith('.npy')}
+    return names, comment, arrays
+
+
+def _describe_non_finite(value):
+    nan = int(np.count_nonzero(np.isnan(value)))
+    inf = int(value.size - nan - np.count_nonzero(np.isfinite(value)))
+    parts = (['%d NaN' % nan] if nan else []) + (['%d infinite' % inf] if inf else [])
+    return ' and '.join(parts) + (' value' if nan + inf == 1 else ' values')
+
+
+def check_finite(named_arrays, path):
+    """Raise ModelFileError naming the first array that holds NaN or infinity.
+
+    Parameters
+    ----------
+    named_arrays : iterable of (name, ndarray)
+    path : str, used in the message
+    """
+    for name, value in named_arrays:
+        value = np.asarray(value)
+        if value.dtype.kind == 'f' and not np.all(np.isfinite(value)):
+            raise ModelFileError('%s: array %s holds %s; a model with non-finite '
+                                 'parameters is refused' % (path, name, _describe_non_finite(value)))
+
+
+# ---------------------------------------------------------------------------
+# The network description's schema
+# ---------------------------------------------------------------------------
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_in(low, high):
+    def check(value):
+        return _is_int(value) and low <= value <= high
+    check.text = 'an integer %d..%d' % (low, high)
+    return check
+
+
+def _pair_of(check_one):
+    def check(value):
+        if check_one(value):
+            return True
+        return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check_one, value))
+    check.text = '%s or a pair of them' % check_one.text
+    return check
+
+
+def _one_of(*choices):
+    def check(value):
+        return any(value == c and type(value) is type(c) for c in choices)
+    check.text = 'one of %s' % ', '.join(repr(c) for c in choices)
+    return check
+
+
+def _boolean(value):
+    return isinstance(value, bool)
+
+
+_boolean.text = 'true or false'
+
+
+def _finite(value):
+    return _is_number(value)
+
+
+_finite.text = 'a finite number'
+
+
+def _probability(value):
+    return _is_number(value) and 0 <= value < 1
+
+
+_probability.text = 'a number in [0, 1)'
+
+
+def _padding(value):
+    return _one_of('valid', 'full', 'same')(value) or _pair_of(_int_in(0, _MAX_WINDOW))(value)
+
+
+_padding.text = "'valid', 'full', 'same', or an integer 0..%d or a pair of them" % _MAX_WINDOW
+
+_WIDTH = _int_in(1, MAX_WIDTH)
+_WINDOW = _pair_of(_int_in(1, _MAX_WINDOW))
+_NONLINEARITY = _one_of('identity', 'linear', 'softmax', 'rectify', None)
+_CONV_KEYS = {'num_filters': _WIDTH, 'filter_size': _WINDOW, 'stride': _WINDOW, 'pad': _padding,
+              'flip_filters': _boolean}
+_FLAGS = {'binary_input': _boolean, 'scale_input': _boolean, 'scale_weights': _boolean}
+#: type -> ({key: check}, required keys). Types not listed are left to the folding.
+_LAYER_SCHEMA = {
+    'xnor_dense': (dict(_FLAGS, num_units=_WIDTH, bias_before_scaling=_boolean), ('num_units',)),
+    'dense': ({'num_units': _WIDTH, 'nonlinearity': _NONLINEARITY}, ('num_units',)),
+    'xnor_conv': (dict(_CONV_KEYS, **_FLAGS), ('num_filters', 'filter_size')),
+    'conv': (dict(_CONV_KEYS, nonlinearity=_NONLINEARITY), ('num_filters', 'filter_size')),
+    'batch_norm': ({'epsilon': _finite, 'alpha': _finite}, ()),
+    'max_pool': ({'pool_size': _WINDOW}, ()),
+    'dropout': ({'p': _probability}, ()),
+}
+
+
+def _check_input_shape(shape, what, batch_axis):
+    """Sizes of an input shape: positive integers, MAX_INPUT_VALUES per sample at most."""
+    sizes = list(shape)[1:] if batch_axis else list(shape)
+    if not isinstance(shape, (list, tuple)) or not sizes \
+            or (batch_axis and shape[0] is not None and not _WIDTH(shape[0])) \
+            or not all(_is_int(s) and s >= 1 for s in sizes):
+        raise ModelFileError('bad %s: input shape %r needs positive integer sizes'
+                             % (what, shape))
+    if math.prod(sizes) > MAX_INPUT_VALUES:
+        raise ModelFileError('bad %s: input shape %r has %d values per sample; at most %d '
+                             'are read' % (what, shape, math.prod(sizes), MAX_INPUT_VALUES))
+
+
+def validate_description(spec):
+    """Check a network description (see :mod:`binary_net.networks`) against its schema.
+
+    The keys of the known layer types must have the right types and ranges
+    (``num_units`` a positive integer, ``pool_size`` a positive pair, flags
+    booleans, ...), and the input at most :data:`MAX_INPUT_VALUES` values per
+    sample. Unknown keys are ignored; unknown layer types are left to the code
+    that uses them.
+
+    Raises
+    ------
+    ModelFileError
+        One line: ``bad network description: ...`` naming the layer and key.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get('layers'), list) \
+            or 'input_shape' not in spec:
+        raise ModelFileError("bad network description: expected a dict with 'input_shape' "
+                             "and a list of 'layers'")
+    for key in ('name', 'loss'):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ModelFileError('bad network description: %s must be a string, got %r'
+                                 % (key, spec[key]))
+    _check_input_shape(spec['input_shape'], 'network description', batch_axis=True)
+    for number, entry in enumerate(spec['layers'], 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get('type'), str):
+            raise ModelFileError('bad network description: layer %d is not a dict with a '
+                                 'type' % number)
+        checks, required = _LAYER_SCHEMA.get(entry['type'], ({}, ()))
+        for key in required:
+            if key not in entry:
+                raise ModelFileError('bad network description: %s layer %d lacks %s'
+                                     % (entry['type'], number, key))
+        for key, check in checks.items():
+            if key in entry and not check(entry[key]):
+                raise ModelFileError('bad network description: %s layer %d: %s must be %s, '
+                                     'got %r' % (entry['type'], number, key, check.text,
+                                                 entry[key]))
+
+
 def load_model(path):
     """Read a model file written by :func:`save_model` or by the original code.
 
@@ -105,34 +442,30 @@ def load_model(path):
         One line saying what is wrong: missing, not an ``.npz``, truncated or
         corrupt, or an ``.npz`` that does not hold ``arr_0 .. arr_N``.
     """
-    if not os.path.isfile(path):
-        raise ModelFileError('model file not found: %s' % path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            comment = archive.comment
-            bad = archive.testzip()
-        if bad is not None:
-            raise ModelFileError('%s is corrupt: %s fails its checksum' % (path, bad))
+    def names_ok(names):
         expected = ['arr_%d.npy' % i for i in range(len(names))]
         if sorted(names) != sorted(expected):
             raise ModelFileError(
                 '%s is not a binary_net model: expected arrays arr_0..arr_%d, found %s'
                 % (path, len(names) - 1, ', '.join(sorted(names)[:5])))
-        with np.load(path, allow_pickle=False) as data:
-            values = [data['arr_%d' % i] for i in range(len(names))]
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        raise ModelFileError('%s is not a readable .npz model (truncated or corrupt?): %s'
-                             % (path, first_line(error)))
+
+    names, comment, arrays = _read_archive(path, 'model file', '.npz model', names_ok)
+    values = [arrays['arr_%d' % i] for i in range(len(names))]
+    check_finite((('arr_%d' % i, v) for i, v in enumerate(values)), path)
     spec, extra = None, {}
     if comment.startswith(COMMENT_PREFIX):
         try:
             meta = json.loads(comment[len(COMMENT_PREFIX):].decode())
-            spec, extra = meta.get('spec'), meta.get('extra', {})
         except ValueError:
+            raise ModelFileError('%s has a corrupt network description' % path) from None
+        if not isinstance(meta, dict) or not isinstance(meta.get('extra', {}), dict):
             raise ModelFileError('%s has a corrupt network description' % path)
+        spec, extra = meta.get('spec'), meta.get('extra', {})
+        if spec is not None:
+            try:
+                validate_description(spec)
+            except ModelFileError as error:
+                raise ModelFileError('%s: %s' % (path, error)) from None
     return values, spec, extra
 
 
@@ -392,11 +725,15 @@ def save_packed(path, folded_or_values, spec, extra=None):
 
 
 def is_packed(path):
-    """Whether ``path`` is a zip archive holding the packed-model header (never raises)."""
+    """Whether ``path`` is a zip archive holding the packed-model header (never raises).
+
+    Only regular files are opened, so a FIFO or a device gives False at once.
+    """
     try:
-        with zipfile.ZipFile(path) as archive:
+        with safeopen.open_regular(path) as stream, zipfile.ZipFile(stream) as archive:
             return PACKED_MARKER + '.npy' in archive.namelist()
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
+            NotImplementedError):
         return False
 
 
@@ -429,26 +766,14 @@ def load_packed(path):
         ``.npz`` or a foreign file), an unsupported version, or arrays that do not
         fit the header.
     """
-    if not os.path.isfile(path):
-        raise ModelFileError('packed model file not found: %s' % path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            bad = archive.testzip() if PACKED_MARKER + '.npy' in names else None
+    def names_ok(names):
         if PACKED_MARKER + '.npy' not in names:
             hint = ('; it is an unpacked model file: pack it with python -m binary_net pack'
                     if names and all(n.startswith('arr_') for n in names) else '')
             raise ModelFileError('%s is not a packed binary_net model (no %s header)%s'
                                  % (path, PACKED_MARKER, hint))
-        if bad is not None:
-            raise ModelFileError('%s is corrupt: %s fails its checksum' % (path, bad))
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name[:-4]: data[name[:-4]] for name in names if name.endswith('.npy')}
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        raise ModelFileError('%s is not a readable packed model (truncated or corrupt?): %s'
-                             % (path, _first_line(error)))
+
+    arrays = _read_archive(path, 'packed model file', 'packed model', names_ok)[2]
     try:
         header = json.loads(arrays.pop(PACKED_MARKER).tobytes().decode())
     except (ValueError, UnicodeDecodeError, AttributeError):
@@ -459,14 +784,64 @@ def load_packed(path):
     if header.get('version') != PACKED_VERSION:
         raise ModelFileError('%s is a packed model of version %r; this code reads version %d'
                              % (path, header.get('version'), PACKED_VERSION))
+    check_finite(sorted(arrays.items()), path)
     try:
+        _validate_packed_header(header)
         network = _unpack_network(header, arrays)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError('%s has a malformed packed network: %s'
                              % (path, _first_line(error))) from None
     except ModelFileError as error:
         raise ModelFileError('%s: %s' % (path, error)) from None
+    except MemoryError:
+        raise ModelFileError('%s: its network is too large to run' % path) from None
     return network, header.get('spec'), header.get('extra') or {}
+
+
+_PACKED_FLAGS = ('binary_input', 'scale_input', 'scale_weights')
+_PACKED_SCHEMA = {
+    'xnor_dense': dict({name: _boolean for name in _PACKED_FLAGS + ('bias_before_scaling',)},
+                       n_in=_int_in(1, 1 << 40), units=_WIDTH),
+    'xnor_conv': dict({name: _boolean for name in _PACKED_FLAGS},
+                      stride=_pair_of(_int_in(1, _MAX_WINDOW)), pad=_pair_of(_int_in(0, _MAX_WINDOW))),
+    'conv': dict(stride=_pair_of(_int_in(1, _MAX_WINDOW)), pad=_pair_of(_int_in(0, _MAX_WINDOW))),
+    'max_pool': dict(pool_size=_pair_of(_int_in(1, _MAX_WINDOW))),
+}
+
+
+def _validate_packed_header(header):
+    """The header's fields have the types and ranges :func:`_unpack_network` relies on."""
+    for key in ('spec', 'extra', 'calibration'):
+        if header.get(key) is not None and not isinstance(header[key], dict):
+            raise ModelFileError('bad packed-model header: %s must be a dict, got %r'
+                                 % (key, header[key]))
+    if header.get('name') is not None and not isinstance(header['name'], str):
+        raise ModelFileError('bad packed-model header: name must be a string')
+    if header.get('spec') is not None:
+        validate_description(header['spec'])
+    _check_input_shape(header.get('input_shape'), 'packed-model header', batch_axis=False)
+    if not isinstance(header.get('ops'), list):
+        raise ModelFileError('bad packed-model header: ops must be a list')
+    for index, record in enumerate(header['ops']):
+        if not isinstance(record, dict) or not isinstance(record.get('op'), str):
+            raise ModelFileError('bad packed-model header: op %d is not a dict with an op kind'
+                                 % index)
+        if record.get('layer') is not None and not _is_int(record['layer']):
+            raise ModelFileError('bad packed-model header: op %d layer must be an integer' % index)
+        checks = dict(_PACKED_SCHEMA.get(record['op'], {}))
+        if record['op'] == 'xnor_conv':
+            shape = record.get('filter_shape')
+            if not isinstance(shape, list) or len(shape) != 4 \
+                    or not all(_is_int(v) and 1 <= v <= MAX_WIDTH for v in shape):
+                raise ModelFileError('bad packed-model header: op %d (xnor_conv) filter_shape '
+                                     'must be 4 positive integers, got %r' % (index, shape))
+        for key, check in checks.items():
+            if key not in record:
+                raise ModelFileError('bad packed-model header: op %d (%s) lacks %s'
+                                     % (index, record['op'], key))
+            if not check(record[key]):
+                raise ModelFileError('bad packed-model header: op %d (%s): %s must be %s, got %r'
+                                     % (index, record['op'], key, check.text, record[key]))
 
 
 def _unpack_network(header, arrays):
@@ -555,6 +930,31 @@ def add_arguments(parser):
                              "this package carry their network description")
 
 
+def _pack_verified(out, source, network, spec, extra):
+    """Write the packed file beside ``out``, check its round trip, then move it to ``out``.
+
+    On any failure nothing is left at ``out`` that was not there before.
+    """
+    directory = os.path.dirname(os.path.abspath(out))
+    os.makedirs(directory, exist_ok=True)
+    fd, staged = tempfile.mkstemp(prefix=_temporary_prefix(out), suffix='.tmp', dir=directory)
+    os.close(fd)
+    try:
+        written = save_packed(staged, network, spec, extra)
+        # Check the round trip: same float scores on a few random images (NaN-aware).
+        check = np.random.RandomState(0).uniform(-1, 1, (8,) + network.input_shape)
+        loaded = load_packed(staged)[0]
+        if not np.array_equal(network.predict_scores(check), loaded.predict_scores(check),
+                              equal_nan=True):
+            raise ModelFileError('%s does not reproduce %s (please report this)' % (out, source))
+        os.replace(staged, out)
+    except BaseException:
+        if os.path.exists(staged):
+            os.unlink(staged)
+        raise
+    return written
+
+
 def run(args):
     """``python -m binary_net pack``: returns the exit status (0, or 2 after ``error:``)."""
     import sys
@@ -573,13 +973,7 @@ def run(args):
             from . import evaluation
             spec = evaluation.reference_spec(args.dataset, values)
         network = inference.fold(spec, values, source=os.path.basename(args.model))
-        written = save_packed(args.out, network, spec, extra)
-        # Check the round trip: same float scores on a few random images.
-        check = np.random.RandomState(0).uniform(-1, 1, (8,) + network.input_shape)
-        loaded = load_packed(args.out)[0]
-        if not np.array_equal(network.predict_scores(check), loaded.predict_scores(check)):
-            raise ModelFileError('%s does not reproduce %s (please report this)'
-                                 % (args.out, args.model))
+        written = _pack_verified(args.out, args.model, network, spec, extra)
     except (ModelFileError, OSError) as error:
         print('error: %s' % _first_line(error), file=sys.stderr)
         return 2

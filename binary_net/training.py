@@ -11,12 +11,17 @@ Files written next to ``model_out`` (``mnist.npz`` say), all atomically:
 * ``mnist.ckpt.npz``: the state after the last finished epoch (parameters,
   optimizer state, history), for ``--resume``;
 * ``mnist.png``: the training curves.
+
+The command line (:func:`run_cli`) also holds ``mnist.npz.lock`` while it runs
+(:class:`ModelLock`), so that two trainings never write the same files, and
+removes the temporaries that a killed save of those files left behind.
 """
 import argparse
 import json
 import os
 import sys
 import time
+import zipfile
 
 import numpy as np
 import theano
@@ -24,13 +29,116 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DropoutLayer
 
-from . import datasets, modelfile, networks, objectives, theano_ops, updates
+from . import (argtypes, datasets, modelfile, networks, objectives, safeopen, theano_ops,
+               updates)
 
 CHECKPOINT_VERSION = 1
 
 
 class TrainingError(Exception):
     """Training cannot go on (a NaN loss, a checkpoint that does not fit)."""
+
+
+class ModelInUseError(Exception):
+    """Another training holds the lock on the same ``--model-out``."""
+
+
+class ModelLock:
+    """An exclusive lock on a model path, held while one training writes there.
+
+    The lock file ``PATH.lock`` records the holder's pid, host, start time and
+    command, so that a second training given the same path can say which run
+    has it. The lock itself is an ``flock`` on that file: the system drops it
+    when the holder exits, however it exits (``kill -9`` included), so a lock
+    file left by a run that died is simply taken over.
+
+    Parameters
+    ----------
+    model_out : str
+
+    Attributes
+    ----------
+    path : str, the lock file
+    previous : dict or None
+        The record of a dead run whose lock file was taken over.
+
+    Raises
+    ------
+    ModelInUseError
+        One line naming the running holder (pid, host, start, command).
+    """
+
+    def __init__(self, model_out):
+        import fcntl
+        import socket
+
+        self.path = model_out + '.lock'
+        self.previous = None
+        self._fd = None
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        for _ in range(20):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0), 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._describe(self._read(fd))
+                os.close(fd)
+                raise ModelInUseError(
+                    '%s is in use by another training (%s); wait for it to finish or '
+                    'choose another --model-out' % (model_out, holder)) from None
+            if self._same_file(fd):
+                break
+            os.close(fd)    # its holder removed it as we opened it: open the new one
+        else:
+            raise ModelInUseError('could not lock %s' % self.path)
+        self.previous = self._read(fd) or None
+        record = {'pid': os.getpid(), 'host': socket.gethostname(),
+                  'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+                  'command': ' '.join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(record).encode())
+        self._fd = fd
+
+    def _same_file(self, fd):
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        own = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+    @staticmethod
+    def _read(fd):
+        try:
+            raw = os.pread(fd, 4096, 0)
+            record = json.loads(raw.decode()) if raw else {}
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    @staticmethod
+    def _describe(record):
+        if not record:
+            return 'its lock file holds no details yet'
+        return 'pid %s on host %s, started %s: %s' % (
+            record.get('pid', '?'), record.get('host', '?'), record.get('started', '?'),
+            record.get('command', '?'))
+
+    def release(self):
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        if self._same_file(self._fd):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def learning_rate_schedule(lr_start, lr_end, epochs):
@@ -169,27 +277,39 @@ class Trainer:
         return loss / len(X), errors / len(X)
 
     # -- checkpoints -------------------------------------------------------------
+    #: The checkpoint this trainer saved or resumed from (None: none yet), i.e.
+    #: whether an interrupted run can be continued with --resume.
+    checkpoint_path = None
+
     def save_checkpoint(self, path, meta):
         arrays = {'param_%d' % i: v for i, v in enumerate(self.param_values())}
         arrays.update({'opt_%d' % i: v.get_value() for i, v in enumerate(self.optimizer_state)})
         meta = dict(meta, version=CHECKPOINT_VERSION, spec=self.spec)
         arrays['meta'] = np.array(json.dumps(meta))
         modelfile.atomic_write(path, lambda f: np.savez(f, **arrays))
+        self.checkpoint_path = path
 
     def load_checkpoint(self, path):
         """Restore parameters and optimizer state; returns the checkpoint's metadata."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with safeopen.open_regular(path) as stream, \
+                    np.load(stream, allow_pickle=False) as data:
                 meta = json.loads(str(data['meta']))
                 params = [data['param_%d' % i] for i in range(len(self.params))]
                 state = [data['opt_%d' % i] for i in range(len(self.optimizer_state))]
-        except (OSError, ValueError, KeyError, EOFError) as error:
-            raise TrainingError('cannot resume from %s: %s' % (path, str(error).splitlines()[0]))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError,
+                NotImplementedError) as error:
+            raise TrainingError('cannot resume from %s: it is truncated or corrupt (%s)'
+                                % (path, modelfile.first_line(error))) from None
+        if not isinstance(meta, dict) or not all(key in meta for key in
+                                                 ('settings', 'history', 'best', 'epoch')):
+            raise TrainingError('cannot resume from %s: its metadata is incomplete' % path)
         if meta.get('spec') != self.spec:
             raise TrainingError('cannot resume from %s: it was trained with another network' % path)
         self.set_param_values(params, path)
         for variable, value in zip(self.optimizer_state, state):
             variable.set_value(value)
+        self.checkpoint_path = path
         return meta
 
 
@@ -296,19 +416,23 @@ def fit(trainer, splits, model_out, epochs, batch_size, lr_start, lr_end,
     return history
 
 
+#: argparse type of learning rates: a finite number above 0.
+POSITIVE_RATE = argtypes.float_range(0, low_open=True)
+
+
 def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_out):
     """The flags every trainer shares, with that network's defaults."""
-    parser.add_argument('--epochs', type=int, default=epochs,
+    parser.add_argument('--epochs', type=argtypes.int_range(1), default=epochs,
                         help='number of epochs (default: %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=batch_size,
+    parser.add_argument('--batch-size', type=argtypes.int_range(1), default=batch_size,
                         help='minibatch size (default: %(default)s)')
-    parser.add_argument('--lr-start', type=float, default=lr_start,
+    parser.add_argument('--lr-start', type=POSITIVE_RATE, default=lr_start,
                         help='initial learning rate (default: %(default)s)')
-    parser.add_argument('--lr-end', type=float, default=lr_end,
+    parser.add_argument('--lr-end', type=POSITIVE_RATE, default=lr_end,
                         help='learning rate reached by exponential decay (default: %(default)s)')
-    parser.add_argument('--train-size', type=int, default=None, metavar='N',
+    parser.add_argument('--train-size', type=argtypes.int_range(1), default=None, metavar='N',
                         help='train on the first N training images only, for quick runs')
-    parser.add_argument('--valid-size', type=int, default=None, metavar='N',
+    parser.add_argument('--valid-size', type=argtypes.int_range(0), default=None, metavar='N',
                         help='validation images, taken from the end of the training set '
                              '(default: the dataset\'s)')
     parser.add_argument('--data-path', default=None,
@@ -317,7 +441,7 @@ def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_o
     parser.add_argument('--model-out', default=model_out,
                         help='where the best model is saved (default: %(default)s); the '
                              'checkpoint and training-curve PNG are written beside it')
-    parser.add_argument('--seed', type=int, default=1234,
+    parser.add_argument('--seed', type=argtypes.int_range(0, 2 ** 32 - 1), default=1234,
                         help='seed of weights, shuffling and dropout (default: %(default)s)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the checkpoint beside --model-out')
@@ -335,17 +459,44 @@ def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_o
                              "validation from the end of the training file)")
 
 
+def _claim_model_path(model_out, log):
+    """Lock ``model_out`` for this run, then remove temporaries a killed save left.
+
+    Returns the :class:`ModelLock`; raises :class:`ModelInUseError` if another
+    training holds it.
+    """
+    lock = ModelLock(model_out)
+    if lock.previous:
+        log('Taking over the lock of a training that is no longer running (pid %s on %s)'
+            % (lock.previous.get('pid', '?'), lock.previous.get('host', '?')))
+    for target in (model_out,) + companion_paths(model_out):
+        for path in modelfile.remove_stale_temporaries(target):
+            log('Removed %s, left by an interrupted save' % path)
+    return lock
+
+
+def _what_is_kept(trainer, model_out, resumable=False):
+    """The end of an error line: what a failed run leaves for the user."""
+    if trainer is not None and trainer.checkpoint_path:
+        return ('the best model so far and the last checkpoint are kept beside %s%s'
+                % (model_out, '; continue with --resume' if resumable else ''))
+    return 'no checkpoint was written, so there is nothing to resume'
+
+
 def run_cli(description, spec, args, dataset, prepare_kwargs=None):
     """Shared body of the train/*_train.py scripts: load data, fit, report.
 
-    Returns the process exit status: 0, 1 on a training error, 2 on bad
-    input, 130 when interrupted.
+    Returns the process exit status: 0, 1 on a training error or a failed
+    save, 2 on bad input (another training holding ``--model-out`` included),
+    130 when interrupted. Every error is one line on stderr.
     """
     log = lambda line: print(line, flush=True)  # noqa: E731
+    lock = trainer = None
     try:
         for flag in ('epochs', 'batch_size'):
             if getattr(args, flag) < 1:
                 raise ValueError('--%s must be at least 1' % flag.replace('_', '-'))
+        lock = _claim_model_path(args.model_out, log)
         if getattr(args, 'split', 'default') == 'original':
             spec, splits = original_data(spec, dataset, args, prepare_kwargs)
         else:
@@ -364,18 +515,29 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
                       args.lr_start, args.lr_end, train_size=args.train_size,
                       resume=args.resume, dataset=dataset,
                       progress=False if args.no_progress else None, log=log)
-    except (datasets.DatasetError, modelfile.ModelFileError, ValueError) as error:
+    except (datasets.DatasetError, modelfile.ModelFileError, ModelInUseError, ValueError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 2
     except TrainingError as error:
-        print('error: %s; the best model so far and the last checkpoint are kept beside %s'
-              % (error, args.model_out), file=sys.stderr)
+        print('error: %s; %s' % (error, _what_is_kept(trainer, args.model_out)), file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk, say, while saving
+        print('error: cannot write %s: %s; %s'
+              % (error.filename or args.model_out, error.strerror or modelfile.first_line(error),
+                 _what_is_kept(trainer, args.model_out, resumable=True)), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('\ninterrupted: the best model and the checkpoint of the last finished '
-              'epoch are saved beside %s; continue with --resume' % args.model_out,
-              file=sys.stderr)
+        if trainer is not None and trainer.checkpoint_path:
+            print('\ninterrupted: the best model and the checkpoint of the last finished '
+                  'epoch are saved beside %s; continue with --resume' % args.model_out,
+                  file=sys.stderr)
+        else:
+            print('\ninterrupted before the first checkpoint was written: there is nothing '
+                  'to resume', file=sys.stderr)
         return 130
+    finally:
+        if lock is not None:
+            lock.release()
     if history:
         best = min(history, key=lambda h: h['valid_error'])
         log('Best validation error %.2f%% at epoch %d; its test error %.2f%%; model saved to %s'
@@ -423,9 +585,9 @@ def conv_net_main(dataset, spec_builder, description, filters, argv=None, **defa
     **defaults : epochs, batch_size, lr_start, lr_end, model_out
     """
     parser = make_parser(description, **defaults)
-    parser.add_argument('--filters', type=int, nargs=6, default=list(filters), metavar='F',
+    parser.add_argument('--filters', type=argtypes.int_range(1), nargs=6, default=list(filters), metavar='F',
                         help='filters of the six convolutions (default: %(default)s)')
-    parser.add_argument('--dense-units', type=int, default=1024,
+    parser.add_argument('--dense-units', type=argtypes.int_range(1), default=1024,
                         help='units of the two XNOR dense layers (default: %(default)s)')
     parser.add_argument('--gcn', action='store_true',
                         help='global contrast normalization, as pylearn2 did')
