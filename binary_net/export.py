@@ -37,6 +37,8 @@ import sys
 
 import numpy as np
 
+from . import firmware
+
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000
 DATASETS = ('mnist', 'fashion-mnist', 'cifar10', 'svhn')
@@ -53,6 +55,8 @@ class ExportError(Exception):
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc', 'export')
 #: Layer kinds in the order their C functions appear; each is csrc/export/layer_KIND.c.
+#: --popcount choices; BN_POPCOUNT_<upper case> in csrc/export/popcount.c.
+POPCOUNTS = ('builtin', 'swar', 'table')
 LAYER_KINDS = ('xnor_dense', 'xnor_conv', 'conv', 'dense', 'affine', 'max_pool', 'rectify')
 
 
@@ -77,7 +81,8 @@ class CExport:
     flash_bytes : int
         Constant data (packed binary weights, int16 parameters, geometry).
     flash_detail : dict of str -> int
-        Bytes by kind: 'binary weights', 'int16 parameters', 'geometry'.
+        Bytes by kind: 'binary weights', 'int16 parameters', 'geometry',
+        'popcount table'.
     arena_elements : int
         int16 activations in the arena (the largest input+output pair).
     scratch_bytes : int
@@ -91,7 +96,8 @@ class CExport:
     def __init__(self, name):
         self.name = name
         self.files = {}
-        self.flash_detail = {'binary weights': 0, 'int16 parameters': 0, 'geometry': 0}
+        self.flash_detail = {'binary weights': 0, 'int16 parameters': 0, 'geometry': 0,
+                             'popcount table': 0}
         self.arena_elements = 0
         self.scratch_bytes = 0
         self.paths = []
@@ -235,7 +241,7 @@ def _fill(template, values):
     return template
 
 
-def generate_c(program, name, source='a trained model'):
+def generate_c(program, name, source='a trained model', popcount='builtin'):
     """Generate the C99 files of an integer network.
 
     Parameters
@@ -246,11 +252,17 @@ def generate_c(program, name, source='a trained model'):
         ``name.c``, ``name_example.c`` and the function ``name_predict``.
     source : str
         Named in the files' comments (the model file).
+    popcount : str
+        The popcount ``PREFIX.c`` uses unless compiled with ``-DBN_POPCOUNT``:
+        one of :data:`POPCOUNTS` (see ``csrc/export/popcount.c``). 'table'
+        adds its 256-byte table to the flash.
 
     Returns
     -------
     CExport
     """
+    if popcount not in POPCOUNTS:
+        raise ExportError('popcount must be one of %s, not %r' % (', '.join(POPCOUNTS), popcount))
     if not _IDENTIFIER.match(name or ''):
         raise ExportError('--name %r is not a C identifier (letters, digits, _)' % (name,))
     if len(program.input_shape) not in (1, 3):
@@ -294,9 +306,12 @@ def generate_c(program, name, source='a trained model'):
     export.files[name + '_weights.h'] = '\n'.join(weights)
 
     kinds = {layer.kind for layer in layers}
+    values.update(POPCOUNT='BN_POPCOUNT_' + popcount.upper(), POPCOUNT_NAME=popcount)
+    if popcount == 'table' and kinds & {'xnor_dense', 'xnor_conv'}:
+        export.flash_detail['popcount table'] = 256
     body = [_fill(template('model_common.c'), values)]
     if kinds & {'xnor_dense', 'xnor_conv'}:
-        body.append(template('popcount.c'))
+        body.append(_fill(template('popcount.c'), values))
     for kind in LAYER_KINDS:
         if kind in kinds:
             body.append(template('layer_%s.c' % kind))
@@ -325,8 +340,13 @@ def generate_c(program, name, source='a trained model'):
     return export
 
 
-def write_c(program, out_dir, name, source='a trained model'):
+def write_c(program, out_dir, name, source='a trained model', popcount='builtin',
+            target='host'):
     """:func:`generate_c`, then write the files into ``out_dir`` (created if needed).
+
+    With a Cortex-M ``target`` (a key of :data:`binary_net.firmware.TARGETS`),
+    the firmware's sources, linker script and Makefile are written beside them
+    (:func:`binary_net.firmware.generate_sources`); nothing is built.
 
     Returns
     -------
@@ -334,7 +354,10 @@ def write_c(program, out_dir, name, source='a trained model'):
     """
     from .modelfile import atomic_write
 
-    export = generate_c(program, name, source)
+    export = generate_c(program, name, source, popcount)
+    if target != 'host':
+        from . import firmware
+        export.files.update(firmware.generate_sources(name, target, popcount))
     os.makedirs(out_dir, exist_ok=True)
     for filename, text in export.files.items():
         path = os.path.join(out_dir, filename)
@@ -368,6 +391,18 @@ def add_arguments(parser):
                                           'training images (default: %(default)s)')
     parser.add_argument('--data-path', metavar='DIR',
                         help='data root (default: $PYLEARN2_DATA_PATH, else ~/pylearn2_data)')
+    parser.add_argument('--target', choices=('host',) + tuple(firmware.TARGETS),
+                        default='host',
+                        help='host: portable C99 with a host harness (default); cortex-m3, '
+                             'cortex-m4: also a firmware for QEMU\'s MPS2 board of that core '
+                             '(mps2-an385, mps2-an386) with start-up code, linker script and '
+                             'Makefile, built with arm-none-eabi-gcc -Os when installed')
+    parser.add_argument('--popcount', choices=POPCOUNTS,
+                        help='popcount of the C code: builtin (__builtin_popcountll; the '
+                             'host default), swar or table (portable; swar is the Cortex-M '
+                             'default, where the builtin is a library call)')
+    parser.add_argument('--no-build', action='store_true',
+                        help='with a Cortex-M --target: write the sources and Makefile only')
     parser.add_argument('--dataset', choices=DATASETS,
                         help='dataset to calibrate on (default: the network\'s name); needed '
                              'for position-only files of the original code')
@@ -427,9 +462,14 @@ def run(args):
         name = args.name or re.sub(r'\W', '_', spec.get('name') or 'model')
         if name[:1].isdigit():
             name = 'model_' + name
-        export = write_c(program, args.out, name, os.path.basename(args.model))
+        popcount = args.popcount or ('builtin' if args.target == 'host' else 'swar')
+        export = write_c(program, args.out, name, os.path.basename(args.model), popcount,
+                         args.target)
+        built = None
+        if args.target != 'host' and not args.no_build and not firmware.toolchain_missing():
+            built = firmware.build(args.out, name, args.target, popcount)
     except (modelfile.ModelFileError, datasets.DatasetError, ExportError, ValueError,
-            RuntimeError) as error:
+            RuntimeError, firmware.FirmwareError) as error:
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:
@@ -445,5 +485,37 @@ def run(args):
     print('RAM: %s (activation arena %s int16 = the largest input+output pair, scratch %s)'
           % (_kib(export.ram_bytes), format(export.arena_elements, ','),
              format(export.scratch_bytes, ',')))
-    print('Build: cc -std=c99 -O2 -o %s_example %s.c %s_example.c' % (name, name, name))
+    print('Popcount: %s' % popcount)
+    if args.target == 'host':
+        print('Build: cc -std=c99 -O2 -o %s_example %s.c %s_example.c' % (name, name, name))
+    else:
+        _report_firmware(args, name, export, built)
     return 0
+
+
+def _report_firmware(args, name, export, built):
+    cpu, board, core = firmware.TARGETS[args.target]
+    if built is None:
+        why = 'as asked (--no-build)' if args.no_build else firmware.toolchain_missing()
+        print('Firmware: not built, %s; build it with: make -C %s' % (why, args.out))
+        return
+    print('Firmware: %s for %s (%s): %s -mcpu=%s -mthumb -Os'
+          % (built.elf, board, core, firmware.CC, cpu))
+    print('arm-none-eabi-size: text %s, data %s, bss %s (stack %s included): '
+          'flash %s, RAM %s'
+          % tuple(format(v, ',') for v in (built.text, built.data, built.bss,
+                                          firmware.STACK_BYTES, built.flash_bytes,
+                                          built.ram_bytes)))
+    model = built.model
+    folded = export.flash_bytes - model['rodata']
+    print('  of which %s.o: constant data %s (the Flash above%s), code %s, static RAM %s '
+          '(the RAM above)'
+          % (name, format(model['rodata'], ','),
+             ' less %d bytes of geometry the compiler folded into code' % folded if folded else '',
+             format(model['text'], ','), format(model['bss'] + model['data'], ',')))
+    parts = firmware.fitting_parts(args.target, built.flash_bytes, built.ram_bytes)
+    if parts:
+        print('Fits: %s (%s KiB flash, %s KiB RAM) and larger parts'
+              % (parts[0][0], parts[0][2] >> 10, parts[0][3] >> 10))
+    print('Run: cd %s && %s' % (args.out, ' '.join(
+        firmware.qemu_command(os.path.basename(built.elf), args.target, 'images.bin'))))

@@ -12,7 +12,7 @@ static void bn_xnor_conv(const int16_t *x, int16_t *y, const bn_geometry *g,
 {
     long C = g->C, H = g->H, W = g->W, F = g->F, fh = g->fh, fw = g->fw;
     long wc = (C + 63) / 64, plane = H * W, oplane = (long)g->OH * g->OW;
-    long p, c, f, oi, oj, u, v, k;
+    long p, c, f, oi, oj, u, v;
     if (binary_input)
         for (p = 0; p < plane; p++)
             bn_pack_signs(x + p, C, plane, xp + p * wc);
@@ -55,10 +55,7 @@ static void bn_xnor_conv(const int16_t *x, int16_t *y, const bn_geometry *g,
                             continue;
                         if (binary_input) {
                             const uint64_t *xt = xp + (ii * W + jj) * wc;
-                            long pc = 0;
-                            for (k = 0; k < wc; k++)
-                                pc += BN_POPCOUNT64(xt[k] ^ wt[k]);
-                            acc += (int64_t)C - 2 * (int64_t)pc;
+                            acc += (int64_t)C - 2 * (int64_t)bn_xor_popcount(xt, wt, wc);
                         } else {
                             for (c = 0; c < C; c++) {
                                 int64_t a = x[c * plane + ii * W + jj];

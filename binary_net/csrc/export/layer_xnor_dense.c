@@ -25,10 +25,7 @@ static void bn_xnor_dense(const int16_t *x, int16_t *y, long n, long units,
         const uint64_t *wj = w + j * words;
         int64_t acc = 0;
         if (binary_input) {
-            long pc = 0;
-            for (k = 0; k < words; k++)
-                pc += BN_POPCOUNT64(xp[k] ^ wj[k]);
-            acc = (int64_t)n - 2 * (int64_t)pc;
+            acc = (int64_t)n - 2 * (int64_t)bn_xor_popcount(xp, wj, words);
         } else {
             for (k = 0; k < n; k++)
                 acc += ((wj[k >> 6] >> (k & 63)) & 1) ? (int64_t)x[k] : -(int64_t)x[k];
