@@ -5,9 +5,8 @@
  *   BUILTIN  __builtin_popcountll: one instruction on CPUs that have one (x86
  *            POPCNT, aarch64 CNT), but a libgcc call (__popcountdi2) on
  *            Cortex-M, which has none. Needs GCC or Clang, else SWAR is used.
- *   SWAR     32-bit SIMD-within-a-register: bit counts of both halves of a word
- *            summed in nibbles, then in bytes, the bytes of up to 15 words
- *            accumulated before one horizontal sum. Integer ops only.
+ *   SWAR     32-bit SIMD-within-a-register with Harley-Seal carry-save adders:
+ *            4 words at a time reduced to one 32-bit count. Integer ops only.
  *   TABLE    a 256-entry byte table (256 bytes of constant data).
  * BINARY_NET_PORTABLE_POPCOUNT (older name) selects SWAR. */
 #define BN_POPCOUNT_BUILTIN 1
@@ -63,30 +62,52 @@ static long bn_xor_popcount(const uint64_t *a, const uint64_t *b, long words)
 
 #else
 
-/* Bit counts of the 2-bit fields of x, gathered into its 8 nibbles (each <= 4). */
-static uint32_t bn_nibble_counts(uint32_t x)
+/* Bit count of a 32-bit word (SWAR: 2-, 4-, then 8-bit fields, then a multiply). */
+static uint32_t bn_popcount32(uint32_t x)
 {
     x = x - ((x >> 1) & 0x55555555u);
-    return (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
 }
 
+/* Carry-save adder: per bit, carry:sum = a + b + c (Harley-Seal). */
+#define BN_CSA(carry, sum, a, b, c)                 \
+    do {                                            \
+        uint32_t u_ = (a) ^ (b), c_ = (c);          \
+        carry = ((a) & (b)) | (u_ & c_);            \
+        sum = u_ ^ c_;                              \
+    } while (0)
+
+/* Harley-Seal over the 32-bit halves: groups of 4 words (8 halves) go through
+ * carry-save adders into ones, twos, fours and eights, and only the eights are
+ * counted per group; a 32-bit core has no 64-bit SWAR to spare. */
 static long bn_xor_popcount(const uint64_t *a, const uint64_t *b, long words)
 {
-    long k = 0, pc = 0;
-    while (k < words) {
-        /* Each word adds at most 16 to each byte: 15 words stay below 256. */
-        long end = words - k > 15 ? k + 15 : words;
-        uint32_t bytes = 0;
-        for (; k < end; k++) {
-            uint64_t x = a[k] ^ b[k];
-            uint32_t n = bn_nibble_counts((uint32_t)x) + bn_nibble_counts((uint32_t)(x >> 32));
-            bytes += (n & 0x0f0f0f0fu) + ((n >> 4) & 0x0f0f0f0fu);
-        }
-        bytes = (bytes & 0x00ff00ffu) + ((bytes >> 8) & 0x00ff00ffu);
-        pc += (long)((bytes + (bytes >> 16)) & 0xffffu);
+    uint32_t ones = 0, twos = 0, fours = 0, twos_a, twos_b, fours_a, fours_b, eights;
+    long k = 0, eights_total = 0, total;
+    for (; k + 4 <= words; k += 4) {
+        uint64_t x0 = a[k] ^ b[k], x1 = a[k + 1] ^ b[k + 1];
+        uint64_t x2 = a[k + 2] ^ b[k + 2], x3 = a[k + 3] ^ b[k + 3];
+        BN_CSA(twos_a, ones, ones, (uint32_t)x0, (uint32_t)(x0 >> 32));
+        BN_CSA(twos_b, ones, ones, (uint32_t)x1, (uint32_t)(x1 >> 32));
+        BN_CSA(fours_a, twos, twos, twos_a, twos_b);
+        BN_CSA(twos_a, ones, ones, (uint32_t)x2, (uint32_t)(x2 >> 32));
+        BN_CSA(twos_b, ones, ones, (uint32_t)x3, (uint32_t)(x3 >> 32));
+        BN_CSA(fours_b, twos, twos, twos_a, twos_b);
+        BN_CSA(eights, fours, fours, fours_a, fours_b);
+        eights_total += (long)bn_popcount32(eights);
     }
-    return pc;
+    total = 8 * eights_total + 4 * (long)bn_popcount32(fours) + 2 * (long)bn_popcount32(twos)
+            + (long)bn_popcount32(ones);
+    for (; k < words; k++) {
+        uint64_t x = a[k] ^ b[k];
+        total += (long)(bn_popcount32((uint32_t)x) + bn_popcount32((uint32_t)(x >> 32)));
+    }
+    return total;
 }
+
+#undef BN_CSA
 
 #endif
 
