@@ -19,13 +19,19 @@ by default the network's name):
     The inference, using nothing beyond ``<stdint.h>``/``<stddef.h>``: no
     allocation, one static activation arena (each layer reads one end and
     writes the other, so it holds the largest input+output pair of int16
-    activations) and static scratch for packed signs and channel sums. It uses
-    ``__builtin_popcountll`` under GCC or Clang and a portable bit count
-    elsewhere (or when ``BINARY_NET_PORTABLE_POPCOUNT`` is defined).
+    activations) and static scratch for packed signs and channel sums. Its
+    bit count is ``--popcount``: ``__builtin_popcountll`` (GCC or Clang; the
+    host default), SWAR or a byte table (portable).
 ``PREFIX_example.c``
     A test harness: reads raw int8 images (``PREFIX_INPUT_SIZE`` bytes each,
     Q0.7 codes) from a file or stdin and prints one line per image, the label
     then the integer scores.
+
+With ``--target cortex-m3`` or ``cortex-m4`` a bare-metal firmware for QEMU's
+MPS2 board of that core is written beside them and, where arm-none-eabi-gcc is
+installed, built (:mod:`binary_net.firmware`). ``--popcount`` chooses the bit
+count of ``PREFIX.c`` (``csrc/export/popcount.c``). The templates of every file
+are in ``csrc/export/``.
 
 The export calibrates activation ranges on the first ``--calibration-size``
 training images of the network's dataset (as the evaluation scripts do for fixed
@@ -377,7 +383,10 @@ def add_arguments(parser):
                      'harness reading raw int8 images), computing exactly what '
                      '--mode int of the evaluation scripts computes, and prints the flash and '
                      'RAM the model needs. Activation ranges are calibrated on the first '
-                     '--calibration-size training images of the dataset.')
+                     '--calibration-size training images of the dataset. With a Cortex-M '
+                     '--target it also writes a firmware (startup code, semihosting '
+                     'harness, linker script, Makefile), builds it with arm-none-eabi-gcc '
+                     'when installed and prints arm-none-eabi-size\'s flash and RAM.')
     parser.add_argument('--model', required=True, metavar='PATH',
                         help='model file (.npz) written by training, or a packed model '
                              'file (python -m binary_net pack)')
