@@ -214,3 +214,30 @@ def test_without_the_toolchain_the_makefile_builds_the_same_firmware(mnist_root,
     sizes = firmware.berkeley_sizes('mnist.elf', out)
     built = firmware.build(out, 'mnist', 'cortex-m3', 'table', variant='python')
     assert sizes == (built.text, built.data, built.bss)
+
+
+def test_a_failing_build_is_one_line_and_keeps_the_sources(mnist_root, tmp_path):
+    """A cross compiler that fails (here a stand-in script) gives one error line
+    and exit status 2; the sources and the Makefile are written all the same."""
+    case = get_case('mnist')
+    model = str(tmp_path / 'small.npz')
+    modelfile.save_model(model, case.values, case.spec)
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for tool in (firmware.CC, firmware.SIZE):
+        script = bin_dir / tool
+        script.write_text('#!/bin/sh\necho "%s: error: no space left on device" >&2\nexit 1\n'
+                          % tool)
+        script.chmod(0o755)
+    out = str(tmp_path / 'fw')
+    result = run_python(['-m', 'binary_net', 'export', '--model', model, '--out', out,
+                         '--data-path', mnist_root, '--calibration-size', '50',
+                         '--target', 'cortex-m4'],
+                        env=dict(os.environ, PATH=str(bin_dir) + os.pathsep + '/usr/bin:/bin'))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.match(r'^error: building .*mnist\.o failed: '
+                                        r'arm-none-eabi-gcc: error: no space left', lines[0]), \
+        result.stderr
+    assert os.path.exists(os.path.join(out, 'Makefile'))
+    assert os.path.exists(os.path.join(out, 'mnist.c'))
