@@ -78,7 +78,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.8,<3.12',
     packages=find_packages(include=['binary_net', 'binary_net.*']),
-    package_data={'binary_net': ['csrc/*.c', 'csrc/*.h']},
+    package_data={'binary_net': ['csrc/*.c', 'csrc/*.h', 'csrc/export/*', 'csrc/export/*/*']},
     install_requires=["theano==1.0.5", "lasagne==0.1", "numpy==1.26.4", "scipy>=1.10", "tqdm>=4", "matplotlib>=3.5"],
     cmdclass=commands,
     entry_points={'console_scripts': ['binary-net=binary_net.__main__:main']},

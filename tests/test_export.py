@@ -14,10 +14,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, export, integer, modelfile
+from binary_net import datasets, export, integer, modelfile, networks
 from binary_net.__main__ import main
 from binary_net.inference import fold
-from helpers import run_python
+from helpers import REPO, RandomCase, run_python
 from test_integer import fitted_mnist, get_case
 
 CC = shutil.which(os.environ.get('CC') or 'gcc')
@@ -74,13 +74,15 @@ def test_mnist_c_equals_python_on_all_real_test_images(mnist_root, tmp_path):
 def test_convolutional_networks_c_equals_python(key, tmp_path):
     """A narrow CIFAR-10 network and one exercising every layer option, on random
     images (the test images also go beyond the calibrated ranges: saturation),
-    with both the compiler's popcount and the portable one."""
+    with the compiler's popcount and the portable ones (SWAR, also by its older
+    name, and the byte table)."""
     case = get_case(key)
     X = np.concatenate([case.X, case.X_calib[:8]])
     check_bit_exact(case.net, X, str(tmp_path), key)
-    labels, scores = run_c(build(str(tmp_path), key, '-DBINARY_NET_PORTABLE_POPCOUNT'),
-                           integer.input_codes(X))
-    np.testing.assert_array_equal(scores, case.net.predict_scores(X, mode='int'))
+    for flag in ('-DBINARY_NET_PORTABLE_POPCOUNT', '-DBN_POPCOUNT=BN_POPCOUNT_SWAR',
+                 '-DBN_POPCOUNT=BN_POPCOUNT_TABLE'):
+        labels, scores = run_c(build(str(tmp_path), key, flag), integer.input_codes(X))
+        np.testing.assert_array_equal(scores, case.net.predict_scores(X, mode='int'))
 
 
 @needs_cc
@@ -193,3 +195,39 @@ def test_packed_model_files_export_the_same_code(mnist_root, tmp_path):
         outputs[path] = [open(os.path.join(out, name)).read().replace(os.path.basename(path), '')
                          for name in ('mnist.h', 'mnist_weights.h', 'mnist.c')]
     assert outputs[plain] == outputs[packed]
+
+
+@needs_cc
+def test_every_popcount_on_rows_of_more_than_15_words(tmp_path):
+    """Rows of 16 words (1000 inputs) take the SWAR count through two blocks of
+    byte accumulators; builtin, SWAR and table agree with int mode (the worst
+    case for the accumulators is checked in the next test)."""
+    case = RandomCase('wide', networks.mnist_spec(num_units=1000), 16, spread=0.2,
+                      gamma=(0.7, 1.3), jitter_inv_std=False)
+    case.net.calibrate(case.X_calib)
+    program = integer.integer_network(case.net)
+    scores = case.net.predict_scores(case.X, mode='int')
+    for popcount in export.POPCOUNTS:
+        out = str(tmp_path / popcount)
+        exported = export.write_c(program, out, 'wide', popcount=popcount)
+        assert exported.flash_detail['popcount table'] == (256 if popcount == 'table' else 0)
+        labels, c_scores = run_c(build(out, 'wide'), integer.input_codes(case.X))
+        np.testing.assert_array_equal(c_scores, scores, err_msg=popcount)
+    with pytest.raises(export.ExportError, match='popcount must be one of'):
+        export.generate_c(program, 'wide', popcount='fast')
+
+
+@needs_cc
+@pytest.mark.parametrize('popcount', export.POPCOUNTS)
+def test_popcount_primitive_equals_a_bit_by_bit_count(popcount, tmp_path):
+    """bn_xor_popcount() of csrc/export/popcount.c on rows of 0..100 words of
+    random, all-ones, all-zero and sparse XORs (tests/csrc/popcount_check.c)."""
+    exe = str(tmp_path / 'check')
+    result = subprocess.run([CC] + CFLAGS + ['-DBN_POPCOUNT=BN_POPCOUNT_' + popcount.upper(),
+                                             '-I', export.TEMPLATE_DIR, '-o', exe,
+                                             os.path.join(REPO, 'tests', 'csrc',
+                                                          'popcount_check.c')],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[:2000]
+    result = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == '404 rows\n', result.stdout

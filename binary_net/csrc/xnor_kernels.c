@@ -30,6 +30,7 @@
  *   - AVX2, rows of 48 words or more: Harley-Seal carry-save adders over groups
  *     of 4 words, only the weight-4 carries go through the lookup, 1x8 tile
  *     (about 6.5 operations per 256 bits).
+ *   - aarch64 with NEON: EOR, CNT (vcntq_u8) and pairwise adds, 4x8 tile.
  *   - portable: __builtin_popcountll, 4x8 tile.
  *
  * Exported functions take nthreads (<= 0: OpenMP's default) and split their
@@ -61,6 +62,13 @@
 #define XK_NR 8
 #endif
 #define XK_ISA "avx2"
+#elif defined(__aarch64__) && defined(__ARM_NEON) && !defined(XK_NO_NEON)
+/* aarch64 (Raspberry Pi 3/4/5 class): NEON micro-kernel, see "NEON" below. */
+#define XK_PATH_NEON 1
+#include <arm_neon.h>
+#define XK_MR 4
+#define XK_NR 8
+#define XK_ISA "neon"
 #else
 #define XK_MR 4
 #define XK_NR 8
@@ -513,6 +521,52 @@ static void micro_hs(const uint64_t *A, const uint64_t *P, int64_t W, int64_t n,
 #ifndef XK_HS_MIN_WORDS
 #define XK_HS_MIN_WORDS 48
 #endif
+
+#elif defined(XK_PATH_NEON)
+
+/* NEON: for each row of A and each pair of columns, per word one EOR, one CNT
+ * (vcntq_u8: bit counts of the 16 bytes) and one UADALP (vpadalq_u8: pairwise
+ * add-accumulate of the bytes into 16-bit lanes, four per column). A 16-bit
+ * lane gains at most 16 per word, so the lanes are widened into 64-bit totals
+ * (vpaddlq_u16, vpaddlq_u32) every XK_NEON_BLOCK words. */
+#define XK_NEON_BLOCK 4096
+
+XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
+                     int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
+                     const int32_t *corr, xk_prefetch *pf)
+{
+    uint64_t tot[XK_MR][XK_NR];
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < XK_NR; c++) tot[i][c] = 0;
+    for (int64_t w0 = 0; w0 < W; w0 += XK_NEON_BLOCK) {
+        int64_t w1 = W - w0 < XK_NEON_BLOCK ? W : w0 + XK_NEON_BLOCK;
+        uint16x8_t acc[XK_MR][XK_NR / 2];
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < XK_NR / 2; c++) acc[i][c] = vdupq_n_u16(0);
+        for (int64_t w = w0; w < w1; w++) {
+            XK_PF_STEP(pf);
+            const uint64_t *pw = P + w * XK_NR;
+            uint64x2_t p[XK_NR / 2];
+            for (int c = 0; c < XK_NR / 2; c++) p[c] = vld1q_u64(pw + 2 * c);
+            for (int i = 0; i < r; i++) {
+                uint64x2_t a = vdupq_n_u64(A[i * lda + w]);
+                for (int c = 0; c < XK_NR / 2; c++)
+                    acc[i][c] = vpadalq_u8(acc[i][c],
+                                           vcntq_u8(vreinterpretq_u8_u64(veorq_u64(a, p[c]))));
+            }
+        }
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < XK_NR / 2; c++) {
+                uint64x2_t s = vpaddlq_u32(vpaddlq_u16(acc[i][c]));
+                tot[i][2 * c] += vgetq_lane_u64(s, 0);
+                tot[i][2 * c + 1] += vgetq_lane_u64(s, 1);
+            }
+    }
+    for (int i = 0; i < r; i++)
+        for (int64_t c = 0; c < ncols && c < XK_NR; c++)
+            C[i * ldc + c] = (int32_t)(n - 2 * (int64_t)tot[i][c])
+                             + (corr ? corr[i * XK_NR + c] : 0);
+}
 
 #else
 
