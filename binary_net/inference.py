@@ -100,7 +100,7 @@ from .modelfile import ModelFileError
 
 __all__ = ['fold', 'FoldedNetwork', 'Op', 'XnorDense', 'XnorConv', 'Conv', 'Dense',
            'Affine', 'MaxPool', 'Rectify', 'Softmax', 'FixedPointConfig', 'quantize',
-           'quantize_codes', 'fixed_format', 'im2col', 'conv2d', 'sign', 'MODES',
+           'quantize_codes', 'fixed_format', 'im2col', 'conv2d', 'matmul_rows', 'sign', 'MODES',
            'register_mode', 'ROUNDINGS', 'PARAMS_PER_TYPE', 'expected_param_shapes',
            'FloatContext', 'FixedContext', 'CalibrationContext']
 
@@ -176,8 +176,11 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0)):
     """Cross-correlation of ``x (N, C, H, W)`` with ``w (F, C, fh, fw)`` by im2col + matmul.
 
     Zero padding ``pad`` is added to ``x`` as given (so for a binarized input,
-    padded positions contribute 0). The batch is split into chunks so that no
-    im2col matrix exceeds :data:`IM2COL_MAX_ELEMENTS` elements.
+    padded positions contribute 0). Each sample's output is its own matrix
+    product, ``(Ho * Wo, C * fh * fw) @ (C * fh * fw, F)``, of the same shape
+    whatever the batch (see :func:`matmul_rows` for why): a sample's result
+    depends on that sample only, bit for bit. The batch is split into chunks so
+    that no im2col matrix exceeds :data:`IM2COL_MAX_ELEMENTS` elements.
 
     Returns
     -------
@@ -195,9 +198,33 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0)):
     for start in range(0, n, step):
         chunk = x[start:start + step]
         cols, _ = im2col(chunk, (fh, fw), stride, pad)
-        out[start:start + len(chunk)] = (cols @ w_mat).reshape(len(chunk), ho, wo, f) \
-                                                      .transpose(0, 3, 1, 2)
+        # A stack of per-sample matrices: numpy's matmul runs one BLAS product per sample.
+        product = cols.reshape(len(chunk), ho * wo, -1) @ w_mat
+        out[start:start + len(chunk)] = product.reshape(len(chunk), ho, wo, f) \
+                                               .transpose(0, 3, 1, 2)
     return out
+
+
+def matmul_rows(x, w_t):
+    """``x @ w_t.T`` one row at a time: row i of the result depends on ``x[i]`` only.
+
+    A BLAS matrix product rounds a row's sums differently depending on how many
+    rows the matrix has and where the row sits in it (OpenBLAS's Haswell and Zen
+    float32 kernels do, its SkylakeX kernels mostly do not), so one batched
+    ``x @ W`` would give a sample scores that depend on the batch it came in.
+    Here every row is its own matrix-vector product ``w_t (F, K) @ x[i] (K,)`` of
+    the same shape, which numpy's stacked matmul runs in one call (a loop in C).
+
+    Parameters
+    ----------
+    x : ndarray ``(N, K)``
+    w_t : ndarray ``(F, K)``, the transposed weights (C-contiguous is fastest).
+
+    Returns
+    -------
+    ndarray ``(N, F)`` of the result type of ``x`` and ``w_t``.
+    """
+    return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
 
 
 ROUNDINGS = ('half_even', 'half_away')
@@ -477,6 +504,19 @@ class Op:
             self._cache[key] = make()
         return self._cache[key]
 
+    def transposed(self, w):
+        """A C-contiguous copy of ``w.T`` for :func:`matmul_rows`, made once per array ``w``.
+
+        ``w`` is a value the context caches (``ctx.param``, ``ctx.binary``); the copy
+        is cached beside a reference to ``w`` itself, so it is never confused with
+        the copy of another array.
+        """
+        key = ('transposed', id(w))
+        entry = self._cache.get(key)
+        if entry is None or entry[0] is not w:
+            entry = self._cache[key] = (w, np.ascontiguousarray(w.T))
+        return entry[1]
+
     def __call__(self, x, ctx):
         method = getattr(self, 'forward_' + ctx.mode, None)
         if method is not None:
@@ -541,7 +581,11 @@ class XnorDense(Op):
 
     def forward(self, x, ctx):
         x = x.reshape(len(x), -1)
-        out = _binary_product(self, x, ctx, lambda a, w: a @ w)
+        if self.binary_input:   # exact integer sums: one batched product, any order
+            out = _binary_product(self, x, ctx, lambda a, w: a @ w)
+        else:                   # a float product: one row at a time (matmul_rows)
+            out = _binary_product(self, x, ctx,
+                                  lambda a, w: matmul_rows(a, self.transposed(w)))
         b = ctx.param(self, 'b')
         if self.bias_before_scaling:
             out += b
@@ -633,7 +677,7 @@ class Dense(Op):
         self.params = {'W': np.asarray(W, np.float64), 'b': np.asarray(b, np.float64)}
 
     def forward(self, x, ctx):
-        out = x.reshape(len(x), -1) @ ctx.param(self, 'W')
+        out = matmul_rows(x.reshape(len(x), -1), self.transposed(ctx.param(self, 'W')))
         out += ctx.param(self, 'b')
         return out
 
