@@ -172,15 +172,23 @@ def im2col(x, filter_size, stride=(1, 1), pad=(0, 0)):
     return windows.reshape(n * ho * wo, c * fh * fw), (ho, wo)
 
 
-def conv2d(x, w, stride=(1, 1), pad=(0, 0)):
+def conv2d(x, w, stride=(1, 1), pad=(0, 0), per_sample=True):
     """Cross-correlation of ``x (N, C, H, W)`` with ``w (F, C, fh, fw)`` by im2col + matmul.
 
     Zero padding ``pad`` is added to ``x`` as given (so for a binarized input,
-    padded positions contribute 0). Each sample's output is its own matrix
-    product, ``(Ho * Wo, C * fh * fw) @ (C * fh * fw, F)``, of the same shape
-    whatever the batch (see :func:`matmul_rows` for why): a sample's result
-    depends on that sample only, bit for bit. The batch is split into chunks so
-    that no im2col matrix exceeds :data:`IM2COL_MAX_ELEMENTS` elements.
+    padded positions contribute 0). The batch is split into chunks so that no
+    im2col matrix exceeds :data:`IM2COL_MAX_ELEMENTS` elements.
+
+    Parameters
+    ----------
+    x, w : ndarray
+    stride, pad : pairs of int
+    per_sample : bool
+        True: each sample's output is its own matrix product, ``(Ho * Wo, C * fh
+        * fw) @ (C * fh * fw, F)``, of the same shape whatever the batch (see
+        :func:`matmul_rows` for why), so a sample's result depends on that sample
+        only, bit for bit. False: one product per chunk of samples, for products
+        that are exact in any order (sums of +-1 terms), where it is faster.
 
     Returns
     -------
@@ -198,8 +206,9 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0)):
     for start in range(0, n, step):
         chunk = x[start:start + step]
         cols, _ = im2col(chunk, (fh, fw), stride, pad)
-        # A stack of per-sample matrices: numpy's matmul runs one BLAS product per sample.
-        product = cols.reshape(len(chunk), ho * wo, -1) @ w_mat
+        if per_sample:  # a stack of matrices: numpy's matmul runs one BLAS product each
+            cols = cols.reshape(len(chunk), ho * wo, -1)
+        product = cols @ w_mat
         out[start:start + len(chunk)] = product.reshape(len(chunk), ho, wo, f) \
                                                .transpose(0, 3, 1, 2)
     return out
@@ -630,7 +639,10 @@ class XnorConv(Op):
         self.scale_weights = bool(scale_weights)
 
     def forward(self, x, ctx):
-        out = _binary_product(self, x, ctx, lambda a, w: conv2d(a, w, self.stride, self.pad))
+        # A binary input gives exact integer sums, the same in any order: one product
+        # per chunk of samples. A real-valued input is a float product: per sample.
+        out = _binary_product(self, x, ctx, lambda a, w: conv2d(
+            a, w, self.stride, self.pad, per_sample=not self.binary_input))
         if self.scale_input:
             fh, fw = self.W_sign.shape[2:]
             box = np.full((1, 1, fh, fw), 1.0 / (fh * fw), dtype=ctx.dtype)

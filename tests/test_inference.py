@@ -112,6 +112,12 @@ def test_im2col_conv_equals_direct_loops():
             window = xp[:, :, i * 2:i * 2 + 3, j:j + 2]
             expected[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3]))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # Sums of +-1 terms are exact, so one product per chunk gives the same bits.
+    signs, w_signs = np.sign(x).astype(np.float32), np.sign(w).astype(np.float32)
+    per_sample = inference.conv2d(signs, w_signs, stride, pad)
+    np.testing.assert_array_equal(per_sample, np.rint(per_sample))
+    np.testing.assert_array_equal(inference.conv2d(signs, w_signs, stride, pad, per_sample=False),
+                                  per_sample)
     old = inference.IM2COL_MAX_ELEMENTS
     inference.IM2COL_MAX_ELEMENTS = 10  # one sample per chunk
     try:
