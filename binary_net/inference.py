@@ -79,6 +79,26 @@ Modes
     Float mode with the binary products of the XNOR ops computed by bit-packed
     XNOR-popcount kernels (:mod:`binary_net.xnor`): bit-identical scores.
 
+Batches
+-------
+A sample's scores never depend on the batch it comes in (its size, the sample's
+position, the other samples), bit for bit, in every mode. A BLAS float product
+``X @ W`` would not give that: OpenBLAS's float32 kernels for Haswell and Zen
+(AVX2) round a row's sums differently with the matrix's row count and the row's
+position in it. So every product that rounds is computed one sample at a time,
+as a product of the same shape whatever the batch: full-precision convolutions
+and the XNOR ops' K (a box filter) one GEMM per sample (:func:`conv2d`), dense
+layers with a real-valued input one matrix-vector product per sample
+(:func:`matmul_rows`), both in one numpy call. Binary products (sums of +-1 and
+0 terms) are exact in any order and stay batched; everything else is
+elementwise or a per-sample reduction. Calibration ranges, the maximum over
+samples, therefore do not depend on the calibration batch size or the images'
+order either. The scores do depend, within float32 rounding, on the BLAS build,
+its kernel family (``OPENBLAS_CORETYPE``) and its thread count, which choose
+the summation order: another machine may give scores a few ulps apart, and so
+a calibrated range at most an ulp apart (a format changes only if that crosses
+a power of two).
+
 Adding a mode
 -------------
 Every op runs through :meth:`Op.__call__`, which calls the op's method
@@ -872,7 +892,8 @@ class FoldedNetwork:
         X_calib : float ndarray ``(N,) + input_shape`` in [-1, 1]
             A fixed calibration set, e.g. the first 1000 training images.
         batch_size : int
-            Only bounds memory; the ranges do not depend on it.
+            Only bounds memory; the ranges do not depend on it, nor on the
+            images' order, bit for bit (every sample is computed on its own).
 
         Returns
         -------
@@ -896,7 +917,8 @@ class FoldedNetwork:
             'float' or 'fixed' (see the module docstring), or a mode added with
             :func:`register_mode`; anything else raises ValueError.
         batch_size : int or None
-            Images per step (None: all at once). Results do not depend on it.
+            Images per step (None: all at once). Results do not depend on it,
+            bit for bit (see "Batches" in the module docstring).
         **options
             The mode's options; for 'fixed': ``input_bits=8, input_frac=7,
             param_bits=16, act_bits=16, rounding='half_even'``.
