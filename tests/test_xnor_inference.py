@@ -103,7 +103,7 @@ def test_batching_changes_nothing_under_a_second_blas_kernel_family():
     assert result.returncode == 0, result.stderr
     assert 'Core: %s' % other in result.stderr.splitlines()
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(report) == 24
+    assert len(report) == 26
     assert {what: n for what, n in report.items() if n} == {}
 
 
