@@ -46,7 +46,7 @@ import numpy as np
 
 from . import inference
 from .inference import (Affine, Conv, Dense, FixedContext, FloatContext, MaxPool, Rectify,
-                        Softmax, XnorConv, XnorDense, conv2d, sign)
+                        Softmax, XnorConv, XnorDense, conv2d, matmul_rows, sign)
 
 __all__ = ['OriginalFixedContext', 'ORIGINAL_FORMATS', 'PRESETS', 'fixed_context',
            'quantize_original', 'param_int_bits']
@@ -140,7 +140,9 @@ def _beta_filter_value(op, channels):
 def _xnor_dense(self, x, ctx):
     x = ctx.activation(self, x.reshape(len(x), -1))
     W = self.cached(('float32', 'W_sign'), lambda: self.W_sign.astype(np.float32))
-    out = (sign(x, np.float32) if self.binary_input else x) @ W
+    # Binary input: exact sums, batched; a real input: one product per sample, as in
+    # float mode, so that a sample's scores do not depend on its batch.
+    out = sign(x, np.float32) @ W if self.binary_input else matmul_rows(x, self.transposed(W))
     b = ctx.param(self, 'b')
     if self.bias_before_scaling:
         out += b
@@ -176,7 +178,7 @@ def _conv(self, x, ctx):
 
 def _dense(self, x, ctx):
     W = self.cached(('float32', 'W'), lambda: self.params['W'].astype(np.float32))
-    out = x.reshape(len(x), -1) @ W + ctx.param(self, 'b')
+    out = matmul_rows(x.reshape(len(x), -1), self.transposed(W)) + ctx.param(self, 'b')
     if isinstance(ctx.next_op(self), Softmax):
         return out  # quantized after the nonlinearity, by the softmax op
     return ctx.activation(self, out)

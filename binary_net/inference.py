@@ -79,6 +79,26 @@ Modes
     Float mode with the binary products of the XNOR ops computed by bit-packed
     XNOR-popcount kernels (:mod:`binary_net.xnor`): bit-identical scores.
 
+Batches
+-------
+A sample's scores never depend on the batch it comes in (its size, the sample's
+position, the other samples), bit for bit, in every mode. A BLAS float product
+``X @ W`` would not give that: OpenBLAS's float32 kernels for Haswell and Zen
+(AVX2) round a row's sums differently with the matrix's row count and the row's
+position in it. So every product that rounds is computed one sample at a time,
+as a product of the same shape whatever the batch: full-precision convolutions
+and the XNOR ops' K (a box filter) one GEMM per sample (:func:`conv2d`), dense
+layers with a real-valued input one matrix-vector product per sample
+(:func:`matmul_rows`), both in one numpy call. Binary products (sums of +-1 and
+0 terms) are exact in any order and stay batched; everything else is
+elementwise or a per-sample reduction. Calibration ranges, the maximum over
+samples, therefore do not depend on the calibration batch size or the images'
+order either. The scores do depend, within float32 rounding, on the BLAS build,
+its kernel family (``OPENBLAS_CORETYPE``) and its thread count, which choose
+the summation order: another machine may give scores a few ulps apart, and so
+a calibrated range at most an ulp apart (a format changes only if that crosses
+a power of two).
+
 Adding a mode
 -------------
 Every op runs through :meth:`Op.__call__`, which calls the op's method
@@ -100,7 +120,7 @@ from .modelfile import ModelFileError
 
 __all__ = ['fold', 'FoldedNetwork', 'Op', 'XnorDense', 'XnorConv', 'Conv', 'Dense',
            'Affine', 'MaxPool', 'Rectify', 'Softmax', 'FixedPointConfig', 'quantize',
-           'quantize_codes', 'fixed_format', 'im2col', 'conv2d', 'sign', 'MODES',
+           'quantize_codes', 'fixed_format', 'im2col', 'conv2d', 'matmul_rows', 'sign', 'MODES',
            'register_mode', 'ROUNDINGS', 'PARAMS_PER_TYPE', 'expected_param_shapes',
            'FloatContext', 'FixedContext', 'CalibrationContext']
 
@@ -172,12 +192,23 @@ def im2col(x, filter_size, stride=(1, 1), pad=(0, 0)):
     return windows.reshape(n * ho * wo, c * fh * fw), (ho, wo)
 
 
-def conv2d(x, w, stride=(1, 1), pad=(0, 0)):
+def conv2d(x, w, stride=(1, 1), pad=(0, 0), per_sample=True):
     """Cross-correlation of ``x (N, C, H, W)`` with ``w (F, C, fh, fw)`` by im2col + matmul.
 
     Zero padding ``pad`` is added to ``x`` as given (so for a binarized input,
     padded positions contribute 0). The batch is split into chunks so that no
     im2col matrix exceeds :data:`IM2COL_MAX_ELEMENTS` elements.
+
+    Parameters
+    ----------
+    x, w : ndarray
+    stride, pad : pairs of int
+    per_sample : bool
+        True: each sample's output is its own matrix product, ``(Ho * Wo, C * fh
+        * fw) @ (C * fh * fw, F)``, of the same shape whatever the batch (see
+        :func:`matmul_rows` for why), so a sample's result depends on that sample
+        only, bit for bit. False: one product per chunk of samples, for products
+        that are exact in any order (sums of +-1 terms), where it is faster.
 
     Returns
     -------
@@ -195,9 +226,34 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0)):
     for start in range(0, n, step):
         chunk = x[start:start + step]
         cols, _ = im2col(chunk, (fh, fw), stride, pad)
-        out[start:start + len(chunk)] = (cols @ w_mat).reshape(len(chunk), ho, wo, f) \
-                                                      .transpose(0, 3, 1, 2)
+        if per_sample:  # a stack of matrices: numpy's matmul runs one BLAS product each
+            cols = cols.reshape(len(chunk), ho * wo, -1)
+        product = cols @ w_mat
+        out[start:start + len(chunk)] = product.reshape(len(chunk), ho, wo, f) \
+                                               .transpose(0, 3, 1, 2)
     return out
+
+
+def matmul_rows(x, w_t):
+    """``x @ w_t.T`` one row at a time: row i of the result depends on ``x[i]`` only.
+
+    A BLAS matrix product rounds a row's sums differently depending on how many
+    rows the matrix has and where the row sits in it (OpenBLAS's Haswell and Zen
+    float32 kernels do, its SkylakeX kernels mostly do not), so one batched
+    ``x @ W`` would give a sample scores that depend on the batch it came in.
+    Here every row is its own matrix-vector product ``w_t (F, K) @ x[i] (K,)`` of
+    the same shape, which numpy's stacked matmul runs in one call (a loop in C).
+
+    Parameters
+    ----------
+    x : ndarray ``(N, K)``
+    w_t : ndarray ``(F, K)``, the transposed weights (C-contiguous is fastest).
+
+    Returns
+    -------
+    ndarray ``(N, F)`` of the result type of ``x`` and ``w_t``.
+    """
+    return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
 
 
 ROUNDINGS = ('half_even', 'half_away')
@@ -477,6 +533,19 @@ class Op:
             self._cache[key] = make()
         return self._cache[key]
 
+    def transposed(self, w):
+        """A C-contiguous copy of ``w.T`` for :func:`matmul_rows`, made once per array ``w``.
+
+        ``w`` is a value the context caches (``ctx.param``, ``ctx.binary``); the copy
+        is cached beside a reference to ``w`` itself, so it is never confused with
+        the copy of another array.
+        """
+        key = ('transposed', id(w))
+        entry = self._cache.get(key)
+        if entry is None or entry[0] is not w:
+            entry = self._cache[key] = (w, np.ascontiguousarray(w.T))
+        return entry[1]
+
     def __call__(self, x, ctx):
         method = getattr(self, 'forward_' + ctx.mode, None)
         if method is not None:
@@ -541,7 +610,11 @@ class XnorDense(Op):
 
     def forward(self, x, ctx):
         x = x.reshape(len(x), -1)
-        out = _binary_product(self, x, ctx, lambda a, w: a @ w)
+        if self.binary_input:   # exact integer sums: one batched product, any order
+            out = _binary_product(self, x, ctx, lambda a, w: a @ w)
+        else:                   # a float product: one row at a time (matmul_rows)
+            out = _binary_product(self, x, ctx,
+                                  lambda a, w: matmul_rows(a, self.transposed(w)))
         b = ctx.param(self, 'b')
         if self.bias_before_scaling:
             out += b
@@ -586,7 +659,10 @@ class XnorConv(Op):
         self.scale_weights = bool(scale_weights)
 
     def forward(self, x, ctx):
-        out = _binary_product(self, x, ctx, lambda a, w: conv2d(a, w, self.stride, self.pad))
+        # A binary input gives exact integer sums, the same in any order: one product
+        # per chunk of samples. A real-valued input is a float product: per sample.
+        out = _binary_product(self, x, ctx, lambda a, w: conv2d(
+            a, w, self.stride, self.pad, per_sample=not self.binary_input))
         if self.scale_input:
             fh, fw = self.W_sign.shape[2:]
             box = np.full((1, 1, fh, fw), 1.0 / (fh * fw), dtype=ctx.dtype)
@@ -633,7 +709,7 @@ class Dense(Op):
         self.params = {'W': np.asarray(W, np.float64), 'b': np.asarray(b, np.float64)}
 
     def forward(self, x, ctx):
-        out = x.reshape(len(x), -1) @ ctx.param(self, 'W')
+        out = matmul_rows(x.reshape(len(x), -1), self.transposed(ctx.param(self, 'W')))
         out += ctx.param(self, 'b')
         return out
 
@@ -816,7 +892,8 @@ class FoldedNetwork:
         X_calib : float ndarray ``(N,) + input_shape`` in [-1, 1]
             A fixed calibration set, e.g. the first 1000 training images.
         batch_size : int
-            Only bounds memory; the ranges do not depend on it.
+            Only bounds memory; the ranges do not depend on it, nor on the
+            images' order, bit for bit (every sample is computed on its own).
 
         Returns
         -------
@@ -840,7 +917,8 @@ class FoldedNetwork:
             'float' or 'fixed' (see the module docstring), or a mode added with
             :func:`register_mode`; anything else raises ValueError.
         batch_size : int or None
-            Images per step (None: all at once). Results do not depend on it.
+            Images per step (None: all at once). Results do not depend on it,
+            bit for bit (see "Batches" in the module docstring).
         **options
             The mode's options; for 'fixed': ``input_bits=8, input_frac=7,
             param_bits=16, act_bits=16, rounding='half_even'``.

@@ -109,6 +109,86 @@ class RandomCase:
         self.net = inference.fold(spec, self.values)
 
 
+def batching_report(n_images=24, seed=0):
+    """How many scores batching changes, for three small random networks.
+
+    A 72-unit MNIST MLP, a small CIFAR-10 network and :func:`variants_spec` (a
+    real-valued XNOR input, dense layers), each with ``n_images`` test images:
+    float scores in batches of 1 and 7 and in reversed order against the whole
+    batch; xnor scores against float, whole and in batches of 7; calibration
+    ranges with batches of 1 and 9 against one batch; the original's fixed
+    preset (MNIST and CIFAR-10) in batches of 1 and int scores in batches of 7
+    against the whole batch.
+
+    Returns
+    -------
+    dict ``'network: what' -> number of values that differ`` (0: bit-identical).
+    """
+    specs = {'mnist': networks.mnist_spec(num_units=72),
+             'cifar10': networks.cifar10_spec(filters=(8, 9, 16, 17, 16, 70), dense_units=40),
+             'variants': variants_spec()}
+    report = {}
+    for key, spec in specs.items():
+        rng = np.random.RandomState(seed)
+        shape = spec['input_shape'][1:]
+        X_calib, X = unit_images(rng, 32, shape), unit_images(rng, n_images, shape)
+        net = inference.fold(spec, random_model(spec, X_calib, rng))
+        whole = net.predict_scores(X)
+
+        def count(a, b):
+            return int(np.sum(a != b))
+
+        report[key + ': float, batches of 1'] = count(net.predict_scores(X, batch_size=1), whole)
+        report[key + ': float, batches of 7'] = count(net.predict_scores(X, batch_size=7), whole)
+        report[key + ': float, reversed'] = count(net.predict_scores(X[::-1]), whole[::-1])
+        report[key + ': xnor against float'] = count(net.predict_scores(X, mode='xnor'), whole)
+        report[key + ': xnor, batches of 7, against float'] = count(
+            net.predict_scores(X, mode='xnor', batch_size=7), whole)
+        ranges = net.calibrate(X_calib).calibration['ranges']
+        for batch_size in (1, 9):
+            report[key + ': calibration, batches of %d' % batch_size] = sum(
+                a != b for a, b in zip(net.calibrate(X_calib, batch_size).calibration['ranges'],
+                                       ranges))
+        if key != 'variants':   # the original's preset knows its own networks only
+            preset = net.predict_scores(X, mode='fixed', preset='original')
+            report[key + ': fixed original preset, batches of 1'] = count(
+                net.predict_scores(X, mode='fixed', preset='original', batch_size=1), preset)
+        ints = net.predict_scores(X, mode='int')
+        report[key + ': int, batches of 7'] = count(
+            net.predict_scores(X, mode='int', batch_size=7), ints)
+    return report
+
+
+def second_openblas_core():
+    """An OpenBLAS kernel family this CPU runs besides the one numpy's OpenBLAS picks.
+
+    Returns
+    -------
+    ``(default, other)``, names for ``OPENBLAS_CORETYPE``: 'Haswell' (AVX2
+    kernels) where the default is neither it nor 'Zen' (which uses them too),
+    else 'Sandybridge' (AVX kernels); or ``(default, None)`` where the CPU has no
+    such family, or ``(None, None)`` where numpy's BLAS does not say (not a
+    DYNAMIC_ARCH OpenBLAS, or no /proc/cpuinfo).
+    """
+    result = subprocess.run([sys.executable, '-c', 'import numpy'], capture_output=True,
+                            text=True, timeout=60, env=dict(os.environ, OPENBLAS_VERBOSE='2'))
+    cores = [line.split(':', 1)[1].strip() for line in result.stderr.splitlines()
+             if line.startswith('Core:')]
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = set(next(line for line in f if line.startswith('flags')).split())
+    except (OSError, StopIteration):
+        return None, None
+    if not cores:
+        return None, None
+    default = cores[0]
+    if default not in ('Haswell', 'Zen') and {'avx2', 'fma'} <= flags:
+        return default, 'Haswell'
+    if default != 'Sandybridge' and 'avx' in flags:
+        return default, 'Sandybridge'
+    return default, None
+
+
 # ---------------------------------------------------------------------------
 # Errors, files and subprocesses
 # ---------------------------------------------------------------------------

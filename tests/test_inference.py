@@ -112,12 +112,59 @@ def test_im2col_conv_equals_direct_loops():
             window = xp[:, :, i * 2:i * 2 + 3, j:j + 2]
             expected[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3]))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # Sums of +-1 terms are exact, so one product per chunk gives the same bits.
+    signs, w_signs = np.sign(x).astype(np.float32), np.sign(w).astype(np.float32)
+    per_sample = inference.conv2d(signs, w_signs, stride, pad)
+    np.testing.assert_array_equal(per_sample, np.rint(per_sample))
+    np.testing.assert_array_equal(inference.conv2d(signs, w_signs, stride, pad, per_sample=False),
+                                  per_sample)
     old = inference.IM2COL_MAX_ELEMENTS
     inference.IM2COL_MAX_ELEMENTS = 10  # one sample per chunk
     try:
         np.testing.assert_array_equal(inference.conv2d(x, w, stride, pad), got)
     finally:
         inference.IM2COL_MAX_ELEMENTS = old
+
+
+def test_float_products_are_computed_one_sample_at_a_time():
+    # Shapes for which a batched float32 BLAS product rounds a row differently
+    # with the matrix's row count or the row's position (OpenBLAS's Haswell / Zen
+    # kernels do): each row or sample is its own product, so slices agree bit for bit.
+    rng = np.random.RandomState(4)
+    for k, f in ((784, 10), (27, 128), (200, 33)):
+        x = rng.standard_normal((70, k)).astype(np.float32)
+        w = rng.standard_normal((k, f)).astype(np.float32)
+        got = inference.matmul_rows(x, np.ascontiguousarray(w.T))
+        assert got.dtype == np.float32 and got.shape == (70, f)
+        for start, stop in ((0, 1), (1, 2), (3, 10), (5, 70), (64, 70)):
+            np.testing.assert_array_equal(
+                inference.matmul_rows(x[start:stop], np.ascontiguousarray(w.T)), got[start:stop])
+        # Within the float32 rounding of a sum of k products: k * 2**-24 * sum |x w|.
+        exact = x.astype(np.float64) @ w.astype(np.float64)
+        bound = k * 2.0 ** -24 * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
+        assert np.all(np.abs(got - exact) <= bound)
+    x = rng.standard_normal((9, 3, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    whole = inference.conv2d(x, w, (1, 1), (1, 1))
+    for start, stop in ((0, 1), (4, 5), (2, 9)):
+        np.testing.assert_array_equal(inference.conv2d(x[start:stop], w, (1, 1), (1, 1)),
+                                      whole[start:stop])
+
+
+def test_a_sample_s_scores_do_not_depend_on_its_batch(case):
+    net, X, whole = case.net, case.X, case.float_scores
+    for batch_size in (1, 5, 7):
+        np.testing.assert_array_equal(net.predict_scores(X, batch_size=batch_size), whole)
+    order = np.random.RandomState(2).permutation(len(X))
+    np.testing.assert_array_equal(net.predict_scores(X[order]), whole[order])
+    # Fixed mode at 48 bits: float64 sums that round, hence per sample too.
+    net.calibrate(X)
+    wide = net.predict_scores(X, mode='fixed', **WIDE)
+    np.testing.assert_array_equal(net.predict_scores(X, mode='fixed', batch_size=7, **WIDE), wide)
+    if case.key != 'variants':  # the original's preset: float32 sums that round
+        preset = net.predict_scores(X, mode='fixed', preset='original')
+        np.testing.assert_array_equal(
+            net.predict_scores(X, mode='fixed', preset='original', batch_size=1), preset)
 
 
 # ---------------------------------------------------------------------------
@@ -179,8 +226,14 @@ def test_fixed_mode_is_static_and_independent_of_batches(mnist_case):
     np.testing.assert_array_equal(net.predict_scores(mnist_case.X, mode='fixed', batch_size=5), whole)
     np.testing.assert_array_equal(net.predict_scores(mnist_case.X[:7], mode='fixed'), whole[:7])
     np.testing.assert_array_equal(net.predict(mnist_case.X, mode='fixed'), whole.argmax(axis=1))
-    net.calibrate(mnist_case.X_calib, batch_size=9)  # calibration does not depend on batches
-    assert net.calibration['ranges'] == ranges
+    # Calibration does not depend on batches or on the order of the images: the
+    # same ranges to the bit, hence the same formats.
+    formats = net.fixed_point_formats()
+    for batch_size, X_calib in ((9, mnist_case.X_calib), (1, mnist_case.X_calib),
+                                (64, mnist_case.X_calib[::-1])):
+        net.calibrate(X_calib, batch_size=batch_size)
+        assert net.calibration['ranges'] == ranges
+        assert net.fixed_point_formats() == formats
     # every op output lies on its 16-bit grid
     formats = net.fixed_point_formats()
     assert formats[0]['K'][0] == 16 and formats[0]['params']['alpha'][0] == 16

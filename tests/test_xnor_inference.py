@@ -2,7 +2,8 @@
 load_packed, ``python -m binary_net pack``) and the model summary (binary_net.summary).
 
 No Theano: networks are folded from random arrays with numpy only. The xnor mode must
-give the float mode's scores bit for bit, hence the same predictions.
+give the float mode's scores bit for bit, hence the same predictions, whatever the
+batching (the float products are computed one sample at a time).
 """
 import functools
 import json
@@ -14,7 +15,7 @@ import pytest
 from binary_net import inference, kernels, modelfile, networks, summary, xnor
 from binary_net.modelfile import ModelFileError, load_packed, save_packed
 from helpers import (REPO, RandomCase, assert_one_line_error, random_model, run_python,
-                     unit_images, write_mnist)
+                     second_openblas_core, unit_images, write_mnist)
 
 
 # ---------------------------------------------------------------------------
@@ -79,9 +80,31 @@ def test_xnor_scores_are_bit_identical_to_float(case):
                                   case.net.predict(case.X))
     # Not a degenerate network: predictions vary.
     assert len(np.unique(case.net.predict(case.X))) > 1
-    # Batches do not change anything, in either mode.
-    np.testing.assert_array_equal(case.net.predict_scores(case.X, mode='xnor', batch_size=7),
-                                  case.float_scores)
+    # Batches do not change anything, in either mode: the float products are
+    # computed one sample at a time, the binary ones are exact.
+    for batch_size in (1, 7):
+        np.testing.assert_array_equal(
+            case.net.predict_scores(case.X, mode='xnor', batch_size=batch_size),
+            case.float_scores)
+
+
+def test_batching_changes_nothing_under_a_second_blas_kernel_family():
+    # The float products round differently with OpenBLAS's kernel family (and its
+    # choice depends on the CPU); in each family a sample's scores must still not
+    # depend on its batch, and xnor must still equal float. This process runs the
+    # default family; a subprocess runs another one.
+    default, other = second_openblas_core()
+    if other is None:
+        pytest.skip('no second OpenBLAS kernel family here (default %s)' % default)
+    code = ('import json, sys; sys.path.insert(0, %r); import helpers; '
+            'print(json.dumps(helpers.batching_report()))' % os.path.dirname(__file__))
+    result = run_python(['-c', code], env=dict(os.environ, OPENBLAS_CORETYPE=other,
+                                                OPENBLAS_VERBOSE='2'))
+    assert result.returncode == 0, result.stderr
+    assert 'Core: %s' % other in result.stderr.splitlines()
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report) == 26
+    assert {what: n for what, n in report.items() if n} == {}
 
 
 def test_xnor_intermediate_outputs_equal_float_layer_by_layer():
