@@ -56,7 +56,22 @@ def atomic_write(path, write):
         raise
 
 
-def save_model(path, param_values, spec=None, extra=None):
+# Named arrays a model or packed file may hold beside its own (the input
+# preprocessing, see binary_net.preprocessing).
+PREPROCESSING_PREFIX = 'preprocessing_'
+
+
+def load_named_arrays(path, prefix=PREPROCESSING_PREFIX):
+    """{name: array} of the arrays of an .npz whose names start with ``prefix``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files if name.startswith(prefix)}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        raise ModelFileError('%s is not a readable .npz model (truncated or corrupt?): %s'
+                             % (path, first_line(error)))
+
+
+def save_model(path, param_values, spec=None, extra=None, arrays=None):
     """Write parameter values (and the network description) to ``path`` atomically.
 
     Parameters
@@ -69,14 +84,20 @@ def save_model(path, param_values, spec=None, extra=None):
     extra : dict or None
         More JSON-serializable metadata (training figures, say), stored beside
         the description.
+    arrays : dict or None
+        Named arrays stored beside the parameters (names starting with
+        ``PREPROCESSING_PREFIX``); :func:`load_named_arrays` reads them.
     """
     meta = {'spec': spec, 'extra': extra or {}}
+    arrays = arrays or {}
+    if any(not name.startswith(PREPROCESSING_PREFIX) for name in arrays):
+        raise ValueError('named arrays must start with %r' % PREPROCESSING_PREFIX)
     comment = COMMENT_PREFIX + json.dumps(meta, separators=(',', ':')).encode()
     if len(comment) > 65535:
         raise ValueError('network description too long for a zip comment')
 
     def write(f):
-        np.savez(f, *[np.asarray(v) for v in param_values])
+        np.savez(f, *[np.asarray(v) for v in param_values], **arrays)
         f.seek(0)
         with zipfile.ZipFile(f, 'a') as archive:
             archive.comment = comment
@@ -109,7 +130,8 @@ def load_model(path):
         raise ModelFileError('model file not found: %s' % path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+            names = [n for n in archive.namelist()
+                     if not n.startswith(PREPROCESSING_PREFIX)]
             comment = archive.comment
             bad = archive.testzip()
         if bad is not None:
@@ -288,7 +310,7 @@ def _op_record(op, index):
     return record, arrays
 
 
-def save_packed(path, folded_or_values, spec, extra=None):
+def save_packed(path, folded_or_values, spec, extra=None, named=None):
     """Write a packed model file (binary weights at 1 bit each) atomically.
 
     Parameters
@@ -302,6 +324,8 @@ def save_packed(path, folded_or_values, spec, extra=None):
         with a folded network).
     extra : dict or None
         JSON-serializable metadata stored beside it.
+    named : dict or None
+        Named arrays stored beside the ops' (as ``arrays`` of :func:`save_model`).
 
     Returns
     -------
@@ -337,6 +361,10 @@ def save_packed(path, folded_or_values, spec, extra=None):
               'ops': records}
     encoded = json.dumps(header, separators=(',', ':')).encode()
     arrays[PACKED_MARKER] = np.frombuffer(encoded, dtype=np.uint8)
+    for name, value in (named or {}).items():
+        if not name.startswith(PREPROCESSING_PREFIX):
+            raise ValueError('named arrays must start with %r' % PREPROCESSING_PREFIX)
+        arrays[name] = value
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return {'binary_weights': binary, 'real_values': real, 'bytes': os.path.getsize(path)}
 
@@ -393,7 +421,8 @@ def load_packed(path):
         if bad is not None:
             raise ModelFileError('%s is corrupt: %s fails its checksum' % (path, bad))
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name[:-4]: data[name[:-4]] for name in names if name.endswith('.npy')}
+            arrays = {name[:-4]: data[name[:-4]] for name in names if name.endswith('.npy')
+                      and not name.startswith(PREPROCESSING_PREFIX)}
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
@@ -521,7 +550,8 @@ def run(args):
             from . import evaluation
             spec = evaluation.reference_spec(args.dataset, values)
         network = inference.fold(spec, values, source=os.path.basename(args.model))
-        written = save_packed(args.out, network, spec, extra)
+        written = save_packed(args.out, network, spec, extra,
+                              load_named_arrays(args.model))
         # Check the round trip: same float scores on a few random images.
         check = np.random.RandomState(0).uniform(-1, 1, (8,) + network.input_shape)
         loaded = load_packed(args.out)[0]

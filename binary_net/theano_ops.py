@@ -59,6 +59,8 @@ import theano.tensor as T
 from theano import gof
 from theano.tensor import blas
 from theano.tensor.elemwise import Elemwise, Sum
+from theano.tensor.nnet import corr
+
 
 from . import kernels
 
@@ -66,6 +68,27 @@ from . import kernels
 kernels.prefer_sleeping_openmp_threads()
 
 _enabled = os.environ.get('BINARY_NET_FUSED', '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
+
+class ParallelCorrMM(corr.CorrMM):
+    """Theano's CorrMM with OpenMP over the batch (an op unequal to the serial one,
+    so that Theano's merge pass does not swap the serial one back in)."""
+    __props__ = corr.CorrMM.__props__ + ('openmp',)
+
+
+class ParallelCorrMMGradWeights(corr.CorrMM_gradWeights):
+    """CorrMM_gradWeights with OpenMP over the batch (see :class:`ParallelCorrMM`)."""
+    __props__ = corr.CorrMM_gradWeights.__props__ + ('openmp',)
+
+
+class ParallelCorrMMGradInputs(corr.CorrMM_gradInputs):
+    """CorrMM_gradInputs with OpenMP over the batch (see :class:`ParallelCorrMM`)."""
+    __props__ = corr.CorrMM_gradInputs.__props__ + ('openmp',)
+
+
+_CORR_OPS = {corr.CorrMM: ParallelCorrMM, corr.CorrMM_gradWeights: ParallelCorrMMGradWeights,
+             corr.CorrMM_gradInputs: ParallelCorrMMGradInputs}
 
 # Below this many elements the loops run on one thread (thread start-up costs more).
 _PARALLEL_MIN = 1 << 16
@@ -1016,6 +1039,33 @@ class FuseBinarization(gof.Optimizer):
         self._fuse_abs_sums(fgraph)
         self._share_duplicated_dots(fgraph)
         self._reuse_dot_outputs(fgraph)
+        self._parallel_convolutions(fgraph)
+
+    @staticmethod
+    def _parallel_convolutions(fgraph):
+        """CorrMM ops (forward, weight and input gradients) with OpenMP over the
+        batch, one single-threaded BLAS GEMM per image, when a BLAS library is
+        linked: a multithreaded GEMM per small image product scales badly. The
+        weight gradient then sums per-thread partial sums (another summation
+        order, fixed for a given thread count)."""
+        if not theano.config.blas.ldflags or theano.config.cxx == '':
+            return
+        for node in list(fgraph.apply_nodes):
+            if type(node.op) not in _CORR_OPS or node not in fgraph.apply_nodes:
+                continue
+            op = node.op
+            new_op = _CORR_OPS[type(op)](border_mode=op.border_mode, subsample=op.subsample,
+                              filter_dilation=op.filter_dilation,
+                              num_groups=op.num_groups, unshared=op.unshared,
+                              openmp=True)
+            # the same inputs (the gradients' shape inputs included), the same types
+            new = gof.Apply(new_op, list(node.inputs),
+                            [out.type() for out in node.outputs]).outputs[0]
+            try:
+                fgraph.replace_all_validate([(node.outputs[0], new)],
+                                            reason='binary_net_fused')
+            except gof.InconsistencyError:
+                continue
 
     @staticmethod
     def _fuse_abs_sums(fgraph):
