@@ -70,10 +70,11 @@ def float_twin(spec):
     return twin
 
 
-def specs():
+def specs(cifar_filters=None, cifar_dense=1024):
     from binary_net import networks
     xnor = networks.mnist_spec(num_units=4096)
-    cifar = networks.cifar10_spec()
+    cifar = networks.cifar10_spec(**({} if cifar_filters is None else dict(
+        filters=tuple(cifar_filters), dense_units=cifar_dense)))
     return {'xnor': xnor, 'float': float_twin(xnor), 'cifar': cifar,
             'cifarfloat': float_twin(cifar)}
 
@@ -114,7 +115,7 @@ def theano_candidate(spec, batch_size, fused):
 # PyTorch peers: the same networks, the same update rule
 # ---------------------------------------------------------------------------
 
-def torch_candidates(which, batch_sizes):
+def torch_candidates(which, batch_sizes, filters=None, dense=1024):
     """{'name': step callable} for eager and torch.compile versions of the nets."""
     import numpy as np
     import torch
@@ -180,7 +181,7 @@ def torch_candidates(which, batch_sizes):
         return nn.Sequential(nn.Flatten(), *layers)
 
     def cifar(binary=True):
-        f = (128, 128, 256, 256, 512, 512)
+        f = tuple(filters or (128, 128, 256, 256, 512, 512))
         bn2 = lambda c: nn.BatchNorm2d(c, eps=1e-4, momentum=0.1)  # noqa: E731
         conv = XnorConv if binary else (  # noqa: E731
             lambda c_in, c_out: nn.Conv2d(c_in, c_out, 3, padding=1))
@@ -191,9 +192,9 @@ def torch_candidates(which, batch_sizes):
                   conv(f[2], f[3]), nn.MaxPool2d(2), bn2(f[3]),
                   conv(f[3], f[4]), bn2(f[4]),
                   conv(f[4], f[5]), nn.MaxPool2d(2), bn2(f[5]), nn.Flatten(),
-                  linear(f[5] * 16, 1024), nn.BatchNorm1d(1024, eps=1e-4),
-                  linear(1024, 1024), nn.BatchNorm1d(1024, eps=1e-4),
-                  nn.Linear(1024, 10)]
+                  linear(f[5] * 16, dense), nn.BatchNorm1d(dense, eps=1e-4),
+                  linear(dense, dense), nn.BatchNorm1d(dense, eps=1e-4),
+                  nn.Linear(dense, 10)]
         return nn.Sequential(*layers)
 
     def make_step(model, loss_name, compiled):
@@ -259,7 +260,7 @@ def worker(args):
     batch_sizes = {net: NETS[net][1] for net in NETS}
     candidates, result = {}, {}
     if args.part == 'theano':
-        all_specs = specs()
+        all_specs = specs(args.cifar_filters, args.cifar_dense)
         for net in args.nets:
             candidates['theano_' + net] = theano_candidate(all_specs[net], batch_sizes[net],
                                                            True)
@@ -274,7 +275,8 @@ def worker(args):
         else:
             torch.set_num_threads(args.worker)
             result['_torch_version'] = torch.__version__
-            candidates.update(torch_candidates(args.nets, batch_sizes))
+            candidates.update(torch_candidates(args.nets, batch_sizes, args.cifar_filters,
+                                               args.cifar_dense))
     for run, _ in candidates.values():   # warm up: first calls allocate
         run()
         run()
@@ -297,7 +299,10 @@ def run_worker(threads, part, args):
     env = machine.thread_env(threads)
     command = [sys.executable, os.path.abspath(__file__), '--worker', str(threads),
                '--part', part, '--nets'] + args.nets + [
-               '--rounds', str(args.rounds), '--steps', str(args.steps)]
+               '--rounds', str(args.rounds), '--steps', str(args.steps),
+               '--cifar-dense', str(args.cifar_dense)]
+    if args.cifar_filters:
+        command += ['--cifar-filters'] + [str(f) for f in args.cifar_filters]
     if args.baseline:
         command.append('--baseline')
     proc = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
@@ -327,6 +332,9 @@ def report(results, args):
         print('load average after:  %.2f' % load)
     except (OSError, KeyError):
         pass
+    if args.cifar_filters:
+        print('CIFAR-10 nets with filters %s and %d dense units'
+              % (' '.join(map(str, args.cifar_filters)), args.cifar_dense))
     names = [('theano_' + n, 'Theano, fused ops', n) for n in args.nets]
     if args.baseline:
         names += [('plain_' + n, 'Theano, straightforward', n) for n in args.nets]
@@ -395,6 +403,10 @@ def main(argv=None):
     parser.add_argument('--peer', choices=['torch'], default=None,
                         help='also time PyTorch eager and torch.compile, if installed')
     parser.add_argument('--json', default=None, help='write all timings to this file')
+    parser.add_argument('--cifar-filters', type=int, nargs=6, default=None, metavar='F',
+                        help='time a narrower CIFAR-10 net (for Theano and the PyTorch peer)')
+    parser.add_argument('--cifar-dense', type=int, default=1024,
+                        help='units of its two dense layers (with --cifar-filters)')
     parser.add_argument('--worker', type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument('--part', default='theano', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
