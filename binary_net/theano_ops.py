@@ -29,6 +29,9 @@ imported, rewrite the optimized graph:
   with OpenMP over the images of the batch and a single-threaded GEMM per
   image, instead of a multithreaded GEMM per image that scales badly on small
   products.
+* a binary convolution's forward product ``CorrMM(sign(x), flip(sign(W)))``
+  becomes :class:`XnorCorr`, the popcount kernels of :mod:`binary_net.kernels`
+  (exact integers).
 
 :class:`FastElemwiseRewrite` (after fusion and the in-place rewrites): fused
 elementwise loops over same-shape arrays and broadcast scalars (Adam's moments,
@@ -718,6 +721,54 @@ class XnorDot(_FusedOp):
         return (4, _SUPPORT_VERSION)
 
 
+class XnorCorr(gof.Op):
+    """Cross-correlation of two +-1 tensors by XNOR-popcount (the forward product
+    of a binary convolution in training), computed by :class:`binary_net.kernels.PackedConv2D`.
+
+    ``XnorCorr(pad, stride)(x, w)`` equals Theano's ``CorrMM`` with border
+    ``pad`` and subsample ``stride`` for ``x`` (N, C, H, W) and ``w`` (F, C, fh,
+    fw) whose entries are all +1 or -1, zero padding contributing 0: every
+    output is an exact integer, so the result is bit-identical to the float
+    convolution's. The rewrite uses it only where both operands come from a sign.
+    """
+
+    __props__ = ('pad', 'stride')
+
+    def __init__(self, pad=(0, 0), stride=(1, 1)):
+        self.pad = tuple(int(v) for v in pad)
+        self.stride = tuple(int(v) for v in stride)
+
+    def make_node(self, x, w):
+        x, w = T.as_tensor_variable(x), T.as_tensor_variable(w)
+        if x.ndim != 4 or w.ndim != 4 or x.dtype != w.dtype or x.dtype not in _C_TYPES:
+            raise TypeError('XnorCorr needs two 4-D float tensors of one dtype')
+        out = T.TensorType(x.dtype, (x.broadcastable[0], w.broadcastable[0], False, False))()
+        return gof.Apply(self, [x, w], [out])
+
+    def perform(self, node, inputs, outputs):
+        x, w = inputs
+        conv = kernels.PackedConv2D(w, stride=self.stride, pad=self.pad)
+        outputs[0][0] = conv.conv_signs(x).astype(node.outputs[0].dtype)
+
+
+def _xnor_corr_geometry(op):
+    """(pad, stride) if a CorrMM op is a plain symmetric-padded correlation, else None."""
+    if op.filter_dilation != (1, 1) or op.num_groups != 1 or op.unshared:
+        return None
+    border = op.border_mode
+    if isinstance(border, tuple) and all(isinstance(b, tuple) for b in border):
+        if any(lo != hi for lo, hi in border):
+            return None
+        pad = tuple(lo for lo, _ in border)
+    elif isinstance(border, tuple):
+        pad = tuple(border)
+    elif border == 'valid':
+        pad = (0, 0)
+    else:
+        return None
+    return pad, tuple(op.subsample)
+
+
 class FastElemwise(_FusedOp):
     """A Theano ``Elemwise`` run as one flat, vectorized OpenMP loop.
 
@@ -999,6 +1050,8 @@ def _is_binary(var):
     owner = var.owner
     if owner is None:
         return False
+    if isinstance(owner.op, (T.Subtensor, T.DimShuffle)):   # flips, transposes
+        return _is_binary(owner.inputs[0])
     if isinstance(owner.op, AbsSum):
         return owner.op.with_sign and var.index == 0
     return _is_sign(owner)
@@ -1063,6 +1116,17 @@ class FuseBinarization(gof.Optimizer):
             if type(node.op) not in _CORR_OPS or node not in fgraph.apply_nodes:
                 continue
             op = node.op
+            geometry = _xnor_corr_geometry(op)
+            if (type(op) is corr.CorrMM and geometry is not None
+                    and all(_is_binary(v) for v in node.inputs)):
+                new = XnorCorr(*geometry)(*node.inputs)
+                if new.type == node.outputs[0].type:
+                    try:
+                        fgraph.replace_all_validate([(node.outputs[0], new)],
+                                                    reason='binary_net_fused')
+                        continue
+                    except gof.InconsistencyError:
+                        pass
             new_op = _CORR_OPS[type(op)](border_mode=op.border_mode, subsample=op.subsample,
                               filter_dilation=op.filter_dilation,
                               num_groups=op.num_groups, unshared=op.unshared,

@@ -3,7 +3,7 @@
 The same seeded network is trained for 20 steps twice: once compiled
 straightforwardly (the rewrites of binary_net.theano_ops switched off, plain
 theano.function) and once as Trainer compiles it now (fused C ops, popcount
-forward products, kept buffers, OpenMP convolutions). Since Theano's GEMM and
+forward products and convolutions, kept buffers, OpenMP convolutions). Since Theano's GEMM and
 convolution ops call a real BLAS (scipy's OpenBLAS, see binary_net.compat) while
 the fused graph's dense products go through numpy's, and the OpenMP convolution
 sums its weight gradient per thread, the summation order differs: the loss
@@ -82,7 +82,7 @@ def test_mlp_losses_agree_after_20_steps(mlp_runs):
 def test_conv_graphs_differ_and_losses_agree_after_20_steps(conv_runs):
     fused, plain = conv_runs[True], conv_runs[False]
     for name in ('ParallelCorrMM', 'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs',
-                 'XnorDot', 'FastElemwise'):
+                 'XnorCorr', 'XnorDot', 'FastElemwise'):
         assert name in fused['ops'] and name not in plain['ops']
     assert 'CorrMM_gradWeights' in plain['ops'] and 'CorrMM_gradWeights' not in fused['ops']
     # The loss after 20 steps within 1e-4. On the way, a weight or activation within
