@@ -1,6 +1,6 @@
 """Benchmark: training images/s of the reference networks, on 1 and 2 threads.
 
-    python bench/train_speed.py [--threads 1 2] [--nets xnor float cifar]
+    python bench/train_speed.py [--threads 1 2] [--nets xnor float cifar cifarfloat]
                                 [--rounds 5] [--steps 3] [--baseline]
                                 [--peer torch] [--json FILE]
 
@@ -13,7 +13,9 @@ BinaryNet's binary update; the same compiled function ``Trainer._train`` that
 * ``float``: its float twin, the same network with plain dense layers in place
   of the XNOR ones (no binarization, no alpha, no K, no clipping), batch 100;
 * ``cifar``: the CIFAR-10 XNOR network, ``networks.cifar10_spec()``, batch 50;
-  its seconds per epoch are for the 45000 training images of the default split.
+  its seconds per epoch are for the 45000 training images of the default split;
+* ``cifarfloat``: its float twin, plain convolution and dense layers in place
+  of the XNOR ones, batch 50.
 
 ``--baseline`` also times the straightforward graph (the fused C ops of
 :mod:`binary_net.theano_ops` switched off, plain ``theano.function``), to show
@@ -47,23 +49,34 @@ CIFAR_EPOCH_IMAGES = 45000
 MNIST_EPOCH_IMAGES = 50000
 NETS = {'xnor': ('MNIST XNOR MLP 784-4096x3-10', 100),
         'float': ('MNIST float twin (dense layers)', 100),
-        'cifar': ('CIFAR-10 XNOR net', 50)}
+        'cifar': ('CIFAR-10 XNOR net', 50),
+        'cifarfloat': ('CIFAR-10 float twin (conv layers)', 50)}
 
 
 def float_twin(spec):
     """The same network with full-precision dense layers in place of XNOR ones."""
     twin = json.loads(json.dumps(spec))
     twin['name'] = spec['name'] + '_float'
-    twin['layers'] = [dict(type='dense', num_units=entry['num_units'], nonlinearity='identity')
-                      if entry['type'] == 'xnor_dense' else entry
-                      for entry in spec['layers']]
+    layers = []
+    for entry in spec['layers']:
+        if entry['type'] == 'xnor_dense':
+            entry = dict(type='dense', num_units=entry['num_units'], nonlinearity='identity')
+        elif entry['type'] == 'xnor_conv':
+            entry = dict(type='conv', num_filters=entry['num_filters'],
+                         filter_size=entry['filter_size'], stride=entry['stride'],
+                         pad=entry['pad'], flip_filters=True, nonlinearity='identity')
+        layers.append(entry)
+    twin['layers'] = layers
     return twin
 
 
-def specs():
+def specs(cifar_filters=None, cifar_dense=1024):
     from binary_net import networks
     xnor = networks.mnist_spec(num_units=4096)
-    return {'xnor': xnor, 'float': float_twin(xnor), 'cifar': networks.cifar10_spec()}
+    cifar = networks.cifar10_spec(**({} if cifar_filters is None else dict(
+        filters=tuple(cifar_filters), dense_units=cifar_dense)))
+    return {'xnor': xnor, 'float': float_twin(xnor), 'cifar': cifar,
+            'cifarfloat': float_twin(cifar)}
 
 
 # ---------------------------------------------------------------------------
@@ -74,7 +87,7 @@ def _batch(spec, batch_size, rng):
     import numpy as np
     shape = [batch_size] + list(spec['input_shape'][1:])
     X = rng.uniform(0, 1, size=shape).astype('float32')
-    if spec['name'] == 'cifar10':
+    if spec['name'].startswith('cifar10'):
         X = (X * 2 - 1).astype('float32')
     labels = rng.randint(0, 10, size=batch_size)
     if spec['loss'] == 'squared_hinge':
@@ -102,7 +115,7 @@ def theano_candidate(spec, batch_size, fused):
 # PyTorch peers: the same networks, the same update rule
 # ---------------------------------------------------------------------------
 
-def torch_candidates(which, batch_sizes):
+def torch_candidates(which, batch_sizes, filters=None, dense=1024):
     """{'name': step callable} for eager and torch.compile versions of the nets."""
     import numpy as np
     import torch
@@ -167,18 +180,21 @@ def torch_candidates(which, batch_sizes):
         layers += [nn.Linear(4096, 10), nn.BatchNorm1d(10, eps=1e-4, momentum=0.1)]
         return nn.Sequential(nn.Flatten(), *layers)
 
-    def cifar():
-        f = (128, 128, 256, 256, 512, 512)
+    def cifar(binary=True):
+        f = tuple(filters or (128, 128, 256, 256, 512, 512))
         bn2 = lambda c: nn.BatchNorm2d(c, eps=1e-4, momentum=0.1)  # noqa: E731
+        conv = XnorConv if binary else (  # noqa: E731
+            lambda c_in, c_out: nn.Conv2d(c_in, c_out, 3, padding=1))
+        linear = XnorLinear if binary else nn.Linear
         layers = [nn.Conv2d(3, f[0], 3, padding=1), bn2(f[0]),
-                  XnorConv(f[0], f[1]), nn.MaxPool2d(2), bn2(f[1]),
-                  XnorConv(f[1], f[2]), bn2(f[2]),
-                  XnorConv(f[2], f[3]), nn.MaxPool2d(2), bn2(f[3]),
-                  XnorConv(f[3], f[4]), bn2(f[4]),
-                  XnorConv(f[4], f[5]), nn.MaxPool2d(2), bn2(f[5]), nn.Flatten(),
-                  XnorLinear(f[5] * 16, 1024), nn.BatchNorm1d(1024, eps=1e-4),
-                  XnorLinear(1024, 1024), nn.BatchNorm1d(1024, eps=1e-4),
-                  nn.Linear(1024, 10)]
+                  conv(f[0], f[1]), nn.MaxPool2d(2), bn2(f[1]),
+                  conv(f[1], f[2]), bn2(f[2]),
+                  conv(f[2], f[3]), nn.MaxPool2d(2), bn2(f[3]),
+                  conv(f[3], f[4]), bn2(f[4]),
+                  conv(f[4], f[5]), nn.MaxPool2d(2), bn2(f[5]), nn.Flatten(),
+                  linear(f[5] * 16, dense), nn.BatchNorm1d(dense, eps=1e-4),
+                  linear(dense, dense), nn.BatchNorm1d(dense, eps=1e-4),
+                  nn.Linear(dense, 10)]
         return nn.Sequential(*layers)
 
     def make_step(model, loss_name, compiled):
@@ -214,7 +230,7 @@ def torch_candidates(which, batch_sizes):
     rng = np.random.RandomState(0)
     for net in which:
         batch_size = batch_sizes[net]
-        if net == 'cifar':
+        if net.startswith('cifar'):
             X = torch.from_numpy(rng.uniform(-1, 1, (batch_size, 3, 32, 32)).astype('float32'))
             y = torch.from_numpy(rng.randint(0, 10, batch_size)).long()
             loss_name = 'cross_entropy'
@@ -224,7 +240,8 @@ def torch_candidates(which, batch_sizes):
             y[torch.arange(batch_size), torch.from_numpy(rng.randint(0, 10, batch_size))] = 1
             loss_name = 'squared_hinge'
         for compiled in (False, True):
-            model = cifar() if net == 'cifar' else mlp(net == 'xnor')
+            model = (cifar(net == 'cifar') if net.startswith('cifar')
+                     else mlp(net == 'xnor'))
             model.train()
             step = make_step(model, loss_name, compiled)
             started = time.time()
@@ -243,7 +260,7 @@ def worker(args):
     batch_sizes = {net: NETS[net][1] for net in NETS}
     candidates, result = {}, {}
     if args.part == 'theano':
-        all_specs = specs()
+        all_specs = specs(args.cifar_filters, args.cifar_dense)
         for net in args.nets:
             candidates['theano_' + net] = theano_candidate(all_specs[net], batch_sizes[net],
                                                            True)
@@ -258,7 +275,8 @@ def worker(args):
         else:
             torch.set_num_threads(args.worker)
             result['_torch_version'] = torch.__version__
-            candidates.update(torch_candidates(args.nets, batch_sizes))
+            candidates.update(torch_candidates(args.nets, batch_sizes, args.cifar_filters,
+                                               args.cifar_dense))
     for run, _ in candidates.values():   # warm up: first calls allocate
         run()
         run()
@@ -270,7 +288,7 @@ def worker(args):
                 run()
             times[name].append((time.perf_counter() - started) / args.steps)
     for name, (_, compile_s) in candidates.items():
-        net = name.rsplit('_', 1)[1]
+        net = name.rsplit('_', 1)[1]   # net names have no underscore
         step = sorted(times[name])[len(times[name]) // 2]
         result[name] = dict(step_s=step, images_per_s=batch_sizes[net] / step,
                             compile_s=compile_s, rounds=times[name])
@@ -281,7 +299,10 @@ def run_worker(threads, part, args):
     env = machine.thread_env(threads)
     command = [sys.executable, os.path.abspath(__file__), '--worker', str(threads),
                '--part', part, '--nets'] + args.nets + [
-               '--rounds', str(args.rounds), '--steps', str(args.steps)]
+               '--rounds', str(args.rounds), '--steps', str(args.steps),
+               '--cifar-dense', str(args.cifar_dense)]
+    if args.cifar_filters:
+        command += ['--cifar-filters'] + [str(f) for f in args.cifar_filters]
     if args.baseline:
         command.append('--baseline')
     proc = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
@@ -298,8 +319,10 @@ def report(results, args):
     import numpy
     import theano
     print(machine.describe_machine(flags=True))
-    print('theano %s (blas.ldflags=%r: its GEMMs are numpy\'s), numpy %s, BLAS: %s%s' % (
-        theano.__version__, theano.config.blas.ldflags, numpy.__version__,
+    ldflags = theano.config.blas.ldflags
+    print('theano %s (blas.ldflags: %s), numpy %s, BLAS: %s%s' % (
+        theano.__version__, ' '.join(f for f in ldflags.split() if not f.startswith('-D'))
+        or 'empty, its GEMMs are numpy\'s', numpy.__version__,
         machine.blas_description(numpy),
         ''.join(', torch %s' % results[t]['_torch_version'] for t in args.threads[:1]
                 if '_torch_version' in results[t])))
@@ -309,6 +332,9 @@ def report(results, args):
         print('load average after:  %.2f' % load)
     except (OSError, KeyError):
         pass
+    if args.cifar_filters:
+        print('CIFAR-10 nets with filters %s and %d dense units'
+              % (' '.join(map(str, args.cifar_filters)), args.cifar_dense))
     names = [('theano_' + n, 'Theano, fused ops', n) for n in args.nets]
     if args.baseline:
         names += [('plain_' + n, 'Theano, straightforward', n) for n in args.nets]
@@ -346,6 +372,9 @@ def report(results, args):
                     lines.append('%s Theano/%s %.2f' % (
                         net, peer.strip('_'), r['theano_' + net]['images_per_s']
                         / r[peer + net]['images_per_s']))
+        if 'theano_cifar' in r and 'theano_cifarfloat' in r:
+            lines.append('CIFAR-10 XNOR/float images/s ratio %.3f' % (
+                r['theano_cifar']['images_per_s'] / r['theano_cifarfloat']['images_per_s']))
         if 'theano_cifar' in r:
             lines.append('CIFAR-10 epoch (%d images) %.0f s' % (
                 CIFAR_EPOCH_IMAGES, CIFAR_EPOCH_IMAGES / r['theano_cifar']['images_per_s']))
@@ -365,7 +394,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--nets', nargs='+', choices=sorted(NETS),
-                        default=['xnor', 'float', 'cifar'])
+                        default=['xnor', 'float', 'cifar', 'cifarfloat'])
     parser.add_argument('--rounds', type=int, default=5,
                         help='timed rounds per candidate; the median is reported')
     parser.add_argument('--steps', type=int, default=3, help='training steps per round')
@@ -374,6 +403,10 @@ def main(argv=None):
     parser.add_argument('--peer', choices=['torch'], default=None,
                         help='also time PyTorch eager and torch.compile, if installed')
     parser.add_argument('--json', default=None, help='write all timings to this file')
+    parser.add_argument('--cifar-filters', type=int, nargs=6, default=None, metavar='F',
+                        help='time a narrower CIFAR-10 net (for Theano and the PyTorch peer)')
+    parser.add_argument('--cifar-dense', type=int, default=1024,
+                        help='units of its two dense layers (with --cifar-filters)')
     parser.add_argument('--worker', type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument('--part', default='theano', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -10,9 +10,14 @@ The repairs, each applied at most once and never overriding a user's choice:
 * numpy >= 1.24 removed the aliases ``np.bool``, ``np.int``, ... that Theano's C
   code generator still uses; they are put back as the builtins they named.
 * Theano probes a BLAS at import unless ``blas.ldflags`` is configured; with
-  numpy's bundled OpenBLAS that probe fails, so ``blas.ldflags=`` (use numpy's
-  ``dot``) is added to ``THEANO_FLAGS`` unless the user configured it in
-  ``THEANO_FLAGS`` or a ``.theanorc`` file.
+  numpy's bundled OpenBLAS that probe fails. Unless the user configured
+  ``blas.ldflags`` in ``THEANO_FLAGS`` or a ``.theanorc`` file, it is set to
+  the OpenBLAS that scipy's wheel bundles (``scipy.libs/libscipy_openblas*``,
+  whose symbols carry a ``scipy_`` prefix: ``-Dsgemm_=scipy_sgemm_`` ... map
+  Theano's Fortran BLAS names onto them, an rpath finds the library at run
+  time), so Theano's C GEMM and convolution ops call a real BLAS; where that
+  library is missing or does not load, ``blas.ldflags=`` (numpy's ``dot``)
+  as before. ``BINARY_NET_BLAS=numpy`` forces the fallback.
 * Lasagne 0.1 imports ``theano.tensor.signal.downsample``, which Theano 1.0
   renamed ``pool``; a small module with the old ``max_pool_2d`` is provided.
 * Lasagne 0.1 reads its version through ``pkg_resources``, which setuptools
@@ -48,8 +53,65 @@ def patch_numpy():
     _applied.add('numpy')
 
 
-# Defaults added to THEANO_FLAGS only where the user configured nothing.
-THEANO_DEFAULTS = (('blas', 'ldflags', ''), ('floatX', None, 'float32'))
+# Fortran BLAS routines Theano's C code may call (single and double precision),
+# mapped onto the prefixed names of scipy's bundled OpenBLAS.
+_BLAS_ROUTINES = ('gemm', 'gemv', 'ger', 'dot', 'scal', 'axpy', 'copy', 'swap', 'nrm2',
+                  'asum', 'symm', 'symv', 'syrk', 'syr2k', 'trmm', 'trsm', 'trmv', 'trsv')
+_OPENBLAS_EXTRAS = ('openblas_set_num_threads', 'openblas_get_num_threads')
+
+
+def scipy_openblas():
+    """Path of the OpenBLAS bundled with scipy's wheel, or None.
+
+    Found without importing scipy (``scipy.libs`` beside the package); returned
+    only if it loads and exports ``scipy_sgemm_``.
+    """
+    import ctypes
+    import glob
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec('scipy')
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    package = list(spec.submodule_search_locations)[0]
+    found = sorted(glob.glob(os.path.join(os.path.dirname(package), 'scipy.libs',
+                                          'libscipy_openblas*.so')))
+    for path in found:
+        if ' ' in path or ',' in path:  # cannot be written into THEANO_FLAGS
+            continue
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if all(hasattr(library, 'scipy_' + name)
+               for name in ('sgemm_', 'dgemm_', 'sgemv_', 'sdot_')):
+            return path
+    return None
+
+
+def blas_ldflags(library=None):
+    """The ``blas.ldflags`` value that links ``library`` (scipy's OpenBLAS).
+
+    Empty (numpy's ``dot``) when there is no such library or
+    ``BINARY_NET_BLAS=numpy`` is set.
+    """
+    if os.environ.get('BINARY_NET_BLAS', '').strip().lower() == 'numpy':
+        return ''
+    if library is None:
+        library = scipy_openblas()
+    if not library:
+        return ''
+    directory, name = os.path.split(library)
+    defines = ['-D%s%s_=scipy_%s%s_' % (p, r, p, r) for r in _BLAS_ROUTINES for p in 'sd']
+    defines += ['-D%s=scipy_%s' % (n, n) for n in _OPENBLAS_EXTRAS]
+    return ' '.join(['-L' + directory, '-l:' + name] + defines)
+
+
+# Defaults added to THEANO_FLAGS only where the user configured nothing
+# (a callable is evaluated only then).
+THEANO_DEFAULTS = (('blas', 'ldflags', blas_ldflags), ('floatX', None, 'float32'))
 
 
 def _rc_files():
@@ -74,7 +136,8 @@ def _user_configured(section, option):
 
 
 def configure_theano_flags():
-    """Add ``blas.ldflags=`` and ``floatX=float32`` unless the user set them.
+    """Add ``blas.ldflags`` (see :func:`blas_ldflags`) and ``floatX=float32``
+    unless the user set them.
 
     Must run before Theano is first imported; it never overwrites a flag or a
     compile directory that the user chose.
@@ -85,7 +148,7 @@ def configure_theano_flags():
     # configuration chosen here, not a problem the user has to act on.
     logging.getLogger('theano.tensor.blas').setLevel(logging.ERROR)
     if 'theano' not in sys.modules:
-        added = ['%s=%s' % (s if o is None else s + '.' + o, v)
+        added = ['%s=%s' % (s if o is None else s + '.' + o, v() if callable(v) else v)
                  for s, o, v in THEANO_DEFAULTS if not _user_configured(s, o)]
         flags = [f for f in [os.environ.get('THEANO_FLAGS', '')] + added if f]
         os.environ['THEANO_FLAGS'] = ','.join(flags)

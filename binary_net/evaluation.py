@@ -13,7 +13,9 @@ description. Position-only ``.npz`` files of the original theano-xnor-net get th
 script's reference architecture (:mod:`binary_net.networks`), with the widths
 (units of dense layers, filters of convolutions) read from the arrays' shapes.
 
-Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`).
+Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`), then
+go through the preprocessing stored in the model file (GCN, ZCA: see
+:mod:`binary_net.preprocessing`), if any.
 Fixed mode calibrates its static activation ranges on the first 1000 training
 images (``--calibration-size``), in float arithmetic, before evaluating.
 
@@ -27,7 +29,8 @@ import time
 
 import numpy as np
 
-from . import argtypes, datasets, inference, integer, kernels, modelfile  # integer: mode 'int'
+from . import (argtypes, datasets, inference, integer, kernels, modelfile,  # integer: mode 'int'
+               preprocessing)
 
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000
@@ -231,11 +234,13 @@ def _describe_mode(mode, options, calibration_size):
 
 
 def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset=None,
-             **options):
+             preprocess=None, **options):
     """Count the errors of ``network`` on uint8 images ``X`` with labels ``y``.
 
     Pixels are scaled as the network was trained (``network.pixel_scaling``, see
-    :func:`datasets.scale_pixels`); ``y`` must already follow ``network.labels``.
+    :func:`datasets.scale_pixels`), then go through ``preprocess`` (a
+    :class:`binary_net.preprocessing.Preprocessing`, the model's) if given;
+    ``y`` must already follow ``network.labels``.
 
     Returns
     -------
@@ -251,6 +256,8 @@ def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset
         for start in range(0, len(X), batch_size):
             batch = datasets.scale_pixels(X[start:start + batch_size], network.pixel_scaling,
                                           dataset)
+            if preprocess is not None:
+                batch = preprocess.apply(batch)
             predicted = network.predict(batch, mode, **options)
             errors += int(np.sum(predicted != y[start:start + batch_size]))
             bar.update(len(batch))
@@ -261,7 +268,10 @@ def run(dataset, args, parser):
     """Everything after argument parsing; raises the errors :func:`main` reports."""
     options = _mode_options(parser, args)
     network, description = load_network(args.model, dataset)
+    preprocess = preprocessing.from_file(args.model)
     print('Model: %s' % description)
+    if not preprocess.is_identity:
+        print('Preprocessing (from the model file): %s' % preprocess.describe())
     data = datasets.load(dataset, args.data_path)
     X_test, y_test = data['test']
     n = len(X_test) if args.no is None else args.no
@@ -278,13 +288,13 @@ def run(dataset, args, parser):
         if calibration_size == 0:
             raise EvaluationError('%s mode calibrates on training images, but the %s '
                                   'training set is empty' % (args.mode, dataset))
-        network.calibrate(datasets.scale_pixels(X_train[:calibration_size],
-                                                network.pixel_scaling, dataset))
+        network.calibrate(preprocess.apply(datasets.scale_pixels(
+            X_train[:calibration_size], network.pixel_scaling, dataset)))
     del data
     print('Mode: %s' % _describe_mode(args.mode, options, calibration_size))
     start = time.time()
     errors = evaluate(network, X_test, y_test, args.mode, args.batch_size, dataset=dataset,
-                      **options)
+                      preprocess=preprocess, **options)
     elapsed = time.time() - start
     print('Accuracy: %.2f%% (%d of %d correct)' % (100.0 * (n - errors) / n, n - errors, n))
     print('Time: %.2f s (%.3f ms per image)' % (elapsed, 1000.0 * elapsed / n))

@@ -437,7 +437,13 @@ def _load(args):
 
 
 def _calibrate(args, network, spec, dataset, contents):
-    from . import datasets
+    from . import datasets, preprocessing
+
+    preprocess = preprocessing.from_file(args.model)
+    if not preprocess.is_identity:
+        raise ExportError('%s was trained with %s preprocessing, which the C export does not '
+                          'implement (it feeds int8 pixels scaled to [-1, 1]); export a model '
+                          'trained without --gcn/--zca' % (args.model, preprocess.describe()))
 
     if dataset is None:
         dataset = spec.get('name')

@@ -141,7 +141,24 @@ def remove_stale_temporaries(path):
     return removed
 
 
-def save_model(path, param_values, spec=None, extra=None):
+# Named arrays a model or packed file may hold beside its own (the input
+# preprocessing, see binary_net.preprocessing).
+PREPROCESSING_PREFIX = 'preprocessing_'
+
+
+def load_named_arrays(path, prefix=PREPROCESSING_PREFIX):
+    """{name: array} of the arrays of an .npz whose names start with ``prefix``.
+
+    The file goes through the same checks as every model file (regular file,
+    zip entries, array headers, finite values).
+    """
+    arrays = _read_archive(path, 'model file', '.npz model', lambda names: None)[2]
+    named = {name: value for name, value in arrays.items() if name.startswith(prefix)}
+    check_finite(sorted(named.items()), path)
+    return named
+
+
+def save_model(path, param_values, spec=None, extra=None, arrays=None):
     """Write parameter values (and the network description) to ``path`` atomically.
 
     Parameters
@@ -154,14 +171,20 @@ def save_model(path, param_values, spec=None, extra=None):
     extra : dict or None
         More JSON-serializable metadata (training figures, say), stored beside
         the description.
+    arrays : dict or None
+        Named arrays stored beside the parameters (names starting with
+        ``PREPROCESSING_PREFIX``); :func:`load_named_arrays` reads them.
     """
     meta = {'spec': spec, 'extra': extra or {}}
+    arrays = arrays or {}
+    if any(not name.startswith(PREPROCESSING_PREFIX) for name in arrays):
+        raise ValueError('named arrays must start with %r' % PREPROCESSING_PREFIX)
     comment = COMMENT_PREFIX + json.dumps(meta, separators=(',', ':')).encode()
     if len(comment) > 65535:
         raise ValueError('network description too long for a zip comment')
 
     def write(f):
-        np.savez(f, *[np.asarray(v) for v in param_values])
+        np.savez(f, *[np.asarray(v) for v in param_values], **arrays)
         f.seek(0)
         with zipfile.ZipFile(f, 'a') as archive:
             archive.comment = comment
@@ -443,6 +466,7 @@ def load_model(path):
         corrupt, or an ``.npz`` that does not hold ``arr_0 .. arr_N``.
     """
     def names_ok(names):
+        names = [n for n in names if not n.startswith(PREPROCESSING_PREFIX)]
         expected = ['arr_%d.npy' % i for i in range(len(names))]
         if sorted(names) != sorted(expected):
             raise ModelFileError(
@@ -450,7 +474,8 @@ def load_model(path):
                 % (path, len(names) - 1, ', '.join(sorted(names)[:5])))
 
     names, comment, arrays = _read_archive(path, 'model file', '.npz model', names_ok)
-    values = [arrays['arr_%d' % i] for i in range(len(names))]
+    count = sum(1 for n in names if not n.startswith(PREPROCESSING_PREFIX))
+    values = [arrays['arr_%d' % i] for i in range(count)]
     check_finite((('arr_%d' % i, v) for i, v in enumerate(values)), path)
     spec, extra = None, {}
     if comment.startswith(COMMENT_PREFIX):
@@ -671,7 +696,7 @@ def _op_record(op, index):
     return record, arrays
 
 
-def save_packed(path, folded_or_values, spec, extra=None):
+def save_packed(path, folded_or_values, spec, extra=None, named=None):
     """Write a packed model file (binary weights at 1 bit each) atomically.
 
     Parameters
@@ -685,6 +710,8 @@ def save_packed(path, folded_or_values, spec, extra=None):
         with a folded network).
     extra : dict or None
         JSON-serializable metadata stored beside it.
+    named : dict or None
+        Named arrays stored beside the ops' (as ``arrays`` of :func:`save_model`).
 
     Returns
     -------
@@ -720,6 +747,10 @@ def save_packed(path, folded_or_values, spec, extra=None):
               'ops': records}
     encoded = json.dumps(header, separators=(',', ':')).encode()
     arrays[PACKED_MARKER] = np.frombuffer(encoded, dtype=np.uint8)
+    for name, value in (named or {}).items():
+        if not name.startswith(PREPROCESSING_PREFIX):
+            raise ValueError('named arrays must start with %r' % PREPROCESSING_PREFIX)
+        arrays[name] = value
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return {'binary_weights': binary, 'real_values': real, 'bytes': os.path.getsize(path)}
 
@@ -774,6 +805,8 @@ def load_packed(path):
                                  % (path, PACKED_MARKER, hint))
 
     arrays = _read_archive(path, 'packed model file', 'packed model', names_ok)[2]
+    arrays = {name: value for name, value in arrays.items()
+              if not name.startswith(PREPROCESSING_PREFIX)}
     try:
         header = json.loads(arrays.pop(PACKED_MARKER).tobytes().decode())
     except (ValueError, UnicodeDecodeError, AttributeError):
@@ -930,7 +963,7 @@ def add_arguments(parser):
                              "this package carry their network description")
 
 
-def _pack_verified(out, source, network, spec, extra):
+def _pack_verified(out, source, network, spec, extra, named=None):
     """Write the packed file beside ``out``, check its round trip, then move it to ``out``.
 
     On any failure nothing is left at ``out`` that was not there before.
@@ -940,7 +973,7 @@ def _pack_verified(out, source, network, spec, extra):
     fd, staged = tempfile.mkstemp(prefix=_temporary_prefix(out), suffix='.tmp', dir=directory)
     os.close(fd)
     try:
-        written = save_packed(staged, network, spec, extra)
+        written = save_packed(staged, network, spec, extra, named)
         # Check the round trip: same float scores on a few random images (NaN-aware).
         check = np.random.RandomState(0).uniform(-1, 1, (8,) + network.input_shape)
         loaded = load_packed(staged)[0]
@@ -973,7 +1006,8 @@ def run(args):
             from . import evaluation
             spec = evaluation.reference_spec(args.dataset, values)
         network = inference.fold(spec, values, source=os.path.basename(args.model))
-        written = _pack_verified(args.out, args.model, network, spec, extra)
+        written = _pack_verified(args.out, args.model, network, spec, extra,
+                                 load_named_arrays(args.model))
     except (ModelFileError, OSError) as error:
         print('error: %s' % _first_line(error), file=sys.stderr)
         return 2

@@ -25,17 +25,29 @@ other Theano programs in the same process are never rewritten:
   :class:`XnorDot` (64-bit sign words and popcount: exact integers);
 * every other ``Dot22`` (numpy's GEMM) becomes :class:`Dot22Into`, which writes
   into the previous call's output instead of allocating 64 MiB each step.
+* with a BLAS library linked (:mod:`binary_net.compat` links scipy's
+  OpenBLAS), Theano's ``CorrMM`` convolution ops (forward and both gradients)
+  become :class:`ParallelCorrMM` and its two gradient twins: the same C code
+  with OpenMP over the images of the batch and a single-threaded GEMM per
+  image, instead of a multithreaded GEMM per image that scales badly on small
+  products.
+* a binary convolution's forward product ``CorrMM(sign(x), flip(sign(W)))``
+  becomes :class:`XnorCorr`, the popcount kernels of :mod:`binary_net.kernels`
+  (exact integers).
 
 :class:`FastElemwiseRewrite` (after fusion and the in-place rewrites): fused
 elementwise loops over same-shape arrays and broadcast scalars (Adam's moments,
 the clipped weight update, ...) become :class:`FastElemwise`, the same scalar
 code in a vectorized OpenMP loop (Theano's own loop is not vectorized there).
 
-Every replacement computes exactly what it replaces: sums accumulate in float64
-in the same order, ``s * D`` is the same single rounding as ``Dot22Scalar``, a
-sum of +-1 products is an exact integer, elementwise code is the same scalar
-code. Training gives the same numbers bit for bit with or without the rewrites
-(tests/test_train_speed_numbers.py).
+Every replacement but the convolutions computes exactly what it replaces: sums
+accumulate in float64 in the same order, ``s * D`` is the same single rounding
+as ``Dot22Scalar``, a sum of +-1 products is an exact integer, elementwise code
+is the same scalar code. The parallel weight gradient adds per-thread partial
+sums (another summation order, fixed for a thread count), and the straightforward
+graph's GEMMs run in the linked BLAS while :class:`Dot22Into` uses numpy's, so a
+seeded run is reproducible with itself and agrees with the straightforward graph
+within 1e-4 relative after 20 steps (tests/test_train_speed_numbers.py).
 
 The C code runs its loops with OpenMP (``OMP_NUM_THREADS`` threads; one thread
 for small arrays) and is compiled and cached by Theano's own ``cmodule``
@@ -61,6 +73,8 @@ import theano.tensor as T
 from theano import gof
 from theano.tensor import blas
 from theano.tensor.elemwise import Elemwise, Sum
+from theano.tensor.nnet import corr
+
 
 from . import kernels
 
@@ -68,6 +82,27 @@ from . import kernels
 kernels.prefer_sleeping_openmp_threads()
 
 _enabled = os.environ.get('BINARY_NET_FUSED', '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
+
+class ParallelCorrMM(corr.CorrMM):
+    """Theano's CorrMM with OpenMP over the batch (an op unequal to the serial one,
+    so that Theano's merge pass does not swap the serial one back in)."""
+    __props__ = corr.CorrMM.__props__ + ('openmp',)
+
+
+class ParallelCorrMMGradWeights(corr.CorrMM_gradWeights):
+    """CorrMM_gradWeights with OpenMP over the batch (see :class:`ParallelCorrMM`)."""
+    __props__ = corr.CorrMM_gradWeights.__props__ + ('openmp',)
+
+
+class ParallelCorrMMGradInputs(corr.CorrMM_gradInputs):
+    """CorrMM_gradInputs with OpenMP over the batch (see :class:`ParallelCorrMM`)."""
+    __props__ = corr.CorrMM_gradInputs.__props__ + ('openmp',)
+
+
+_CORR_OPS = {corr.CorrMM: ParallelCorrMM, corr.CorrMM_gradWeights: ParallelCorrMMGradWeights,
+             corr.CorrMM_gradInputs: ParallelCorrMMGradInputs}
 
 # Below this many elements the loops run on one thread (thread start-up costs more).
 _PARALLEL_MIN = 1 << 16
@@ -688,6 +723,54 @@ class XnorDot(_FusedOp):
         return (4, _SUPPORT_VERSION)
 
 
+class XnorCorr(gof.Op):
+    """Cross-correlation of two +-1 tensors by XNOR-popcount (the forward product
+    of a binary convolution in training), computed by :class:`binary_net.kernels.PackedConv2D`.
+
+    ``XnorCorr(pad, stride)(x, w)`` equals Theano's ``CorrMM`` with border
+    ``pad`` and subsample ``stride`` for ``x`` (N, C, H, W) and ``w`` (F, C, fh,
+    fw) whose entries are all +1 or -1, zero padding contributing 0: every
+    output is an exact integer, so the result is bit-identical to the float
+    convolution's. The rewrite uses it only where both operands come from a sign.
+    """
+
+    __props__ = ('pad', 'stride')
+
+    def __init__(self, pad=(0, 0), stride=(1, 1)):
+        self.pad = tuple(int(v) for v in pad)
+        self.stride = tuple(int(v) for v in stride)
+
+    def make_node(self, x, w):
+        x, w = T.as_tensor_variable(x), T.as_tensor_variable(w)
+        if x.ndim != 4 or w.ndim != 4 or x.dtype != w.dtype or x.dtype not in _C_TYPES:
+            raise TypeError('XnorCorr needs two 4-D float tensors of one dtype')
+        out = T.TensorType(x.dtype, (x.broadcastable[0], w.broadcastable[0], False, False))()
+        return gof.Apply(self, [x, w], [out])
+
+    def perform(self, node, inputs, outputs):
+        x, w = inputs
+        conv = kernels.PackedConv2D(w, stride=self.stride, pad=self.pad)
+        outputs[0][0] = conv.conv_signs(x).astype(node.outputs[0].dtype)
+
+
+def _xnor_corr_geometry(op):
+    """(pad, stride) if a CorrMM op is a plain symmetric-padded correlation, else None."""
+    if op.filter_dilation != (1, 1) or op.num_groups != 1 or op.unshared:
+        return None
+    border = op.border_mode
+    if isinstance(border, tuple) and all(isinstance(b, tuple) for b in border):
+        if any(lo != hi for lo, hi in border):
+            return None
+        pad = tuple(lo for lo, _ in border)
+    elif isinstance(border, tuple):
+        pad = tuple(border)
+    elif border == 'valid':
+        pad = (0, 0)
+    else:
+        return None
+    return pad, tuple(op.subsample)
+
+
 class FastElemwise(_FusedOp):
     """A Theano ``Elemwise`` run as one flat, vectorized OpenMP loop.
 
@@ -969,6 +1052,8 @@ def _is_binary(var):
     owner = var.owner
     if owner is None:
         return False
+    if isinstance(owner.op, (T.Subtensor, T.DimShuffle)):   # flips, transposes
+        return _is_binary(owner.inputs[0])
     if isinstance(owner.op, AbsSum):
         return owner.op.with_sign and var.index == 0
     return _is_sign(owner)
@@ -1018,6 +1103,44 @@ class FuseBinarization(gof.Optimizer):
         self._fuse_abs_sums(fgraph)
         self._share_duplicated_dots(fgraph)
         self._reuse_dot_outputs(fgraph)
+        self._parallel_convolutions(fgraph)
+
+    @staticmethod
+    def _parallel_convolutions(fgraph):
+        """CorrMM ops (forward, weight and input gradients) with OpenMP over the
+        batch, one single-threaded BLAS GEMM per image, when a BLAS library is
+        linked: a multithreaded GEMM per small image product scales badly. The
+        weight gradient then sums per-thread partial sums (another summation
+        order, fixed for a given thread count)."""
+        if not theano.config.blas.ldflags or theano.config.cxx == '':
+            return
+        for node in list(fgraph.apply_nodes):
+            if type(node.op) not in _CORR_OPS or node not in fgraph.apply_nodes:
+                continue
+            op = node.op
+            geometry = _xnor_corr_geometry(op)
+            if (type(op) is corr.CorrMM and geometry is not None
+                    and all(_is_binary(v) for v in node.inputs)):
+                new = XnorCorr(*geometry)(*node.inputs)
+                if new.type == node.outputs[0].type:
+                    try:
+                        fgraph.replace_all_validate([(node.outputs[0], new)],
+                                                    reason='binary_net_fused')
+                        continue
+                    except gof.InconsistencyError:
+                        pass
+            new_op = _CORR_OPS[type(op)](border_mode=op.border_mode, subsample=op.subsample,
+                              filter_dilation=op.filter_dilation,
+                              num_groups=op.num_groups, unshared=op.unshared,
+                              openmp=True)
+            # the same inputs (the gradients' shape inputs included), the same types
+            new = gof.Apply(new_op, list(node.inputs),
+                            [out.type() for out in node.outputs]).outputs[0]
+            try:
+                fgraph.replace_all_validate([(node.outputs[0], new)],
+                                            reason='binary_net_fused')
+            except gof.InconsistencyError:
+                continue
 
     @staticmethod
     def _fuse_abs_sums(fgraph):
@@ -1142,10 +1265,11 @@ def function(inputs, outputs=None, mode=None, **kwargs):
     Otherwise it is plain ``theano.function``. Either way the results are the
     same.
 
-    Theano's own ``openmp=True`` is deliberately not used: the fused ops
+    Theano's global ``openmp=True`` is deliberately not used: the fused ops
     already run their loops with OpenMP, and with no BLAS library configured
     (``blas.ldflags=``, see :mod:`binary_net.compat`) Theano's OpenMP
-    convolution calls numpy from its worker threads and crashes.
+    convolution calls numpy from its worker threads and crashes; the
+    convolutions get OpenMP from the rewrite only when a BLAS is linked.
     """
     if not _enabled:
         return theano.function(inputs, outputs, mode=mode, **kwargs)

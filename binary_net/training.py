@@ -29,8 +29,8 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DropoutLayer
 
-from . import (argtypes, datasets, modelfile, networks, objectives, safeopen, theano_ops,
-               updates)
+from . import (argtypes, datasets, modelfile, networks, objectives, preprocessing, safeopen,
+               theano_ops, updates)
 
 CHECKPOINT_VERSION = 1
 
@@ -141,18 +141,95 @@ class ModelLock:
         self.release()
 
 
-def learning_rate_schedule(lr_start, lr_end, epochs):
-    """Per-epoch learning rates decaying exponentially from lr_start towards lr_end.
+LR_SCHEDULES = ('exp', 'cosine', 'onecycle')
+# one-cycle: the warm-up starts at lr_start / ONECYCLE_DIV and takes this fraction of the steps
+ONECYCLE_DIV = 25.0
+ONECYCLE_WARMUP = 0.3
 
-    As in BinaryNet: the rate is multiplied by ``(lr_end / lr_start) ** (1 / epochs)``
-    after each epoch.
+
+def learning_rate_schedule(lr_start, lr_end, epochs, kind='exp', steps_per_epoch=None):
+    """Learning rates of a run.
+
+    Parameters
+    ----------
+    lr_start, lr_end : float
+    epochs : int
+    kind : {'exp', 'cosine', 'onecycle'}
+        ``'exp'`` (BinaryNet's, the default): the rate is multiplied by
+        ``(lr_end / lr_start) ** (1 / epochs)`` after each epoch and is constant
+        within an epoch. ``'cosine'``: half a cosine from ``lr_start`` down to
+        ``lr_end``, per step. ``'onecycle'``: a linear warm-up from
+        ``lr_start / 25`` to ``lr_start`` over the first 30% of the steps, then
+        half a cosine down to ``lr_end``.
+    steps_per_epoch : int or None
+        None: one rate per epoch (for ``cosine`` and ``onecycle``, the rate at
+        the start of each epoch).
 
     Returns
     -------
-    numpy float64 array of length ``epochs``.
+    numpy float64 array of shape ``(epochs,)`` or ``(epochs, steps_per_epoch)``.
     """
-    decay = (lr_end / lr_start) ** (1.0 / epochs)
-    return lr_start * decay ** np.arange(epochs)
+    if kind not in LR_SCHEDULES:
+        raise ValueError('unknown learning-rate schedule %r (choose from %s)'
+                         % (kind, ', '.join(LR_SCHEDULES)))
+    steps = 1 if steps_per_epoch is None else steps_per_epoch
+    if kind == 'exp':
+        decay = (lr_end / lr_start) ** (1.0 / epochs)
+        rates = np.repeat((lr_start * decay ** np.arange(epochs))[:, None], steps, axis=1)
+    else:
+        t = np.arange(epochs * steps, dtype=np.float64) / (epochs * steps)
+        if kind == 'cosine':
+            rates = lr_end + (lr_start - lr_end) * 0.5 * (1 + np.cos(np.pi * t))
+        else:
+            warm = t < ONECYCLE_WARMUP
+            low = lr_start / ONECYCLE_DIV
+            rates = np.empty_like(t)
+            rates[warm] = low + (lr_start - low) * t[warm] / ONECYCLE_WARMUP
+            down = (t[~warm] - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP)
+            rates[~warm] = lr_end + (lr_start - lr_end) * 0.5 * (1 + np.cos(np.pi * down))
+        rates = rates.reshape(epochs, steps)
+    return rates[:, 0] if steps_per_epoch is None else rates
+
+
+class Augmentation:
+    """Random crops of zero-padded images and horizontal flips, for training batches.
+
+    Parameters
+    ----------
+    crop_pad : int
+        Pad each image with this many zeros on every side and crop a random
+        window of the original size (0: no cropping).
+    flip : bool
+        Mirror each image left-right with probability 1/2.
+    """
+
+    def __init__(self, crop_pad=0, flip=False):
+        if crop_pad < 0:
+            raise ValueError('--crop-pad must be at least 0')
+        self.crop_pad = int(crop_pad)
+        self.flip = bool(flip)
+
+    def __bool__(self):
+        return self.crop_pad > 0 or self.flip
+
+    def __call__(self, X, rng):
+        """Augmented copy of an NCHW batch ``X``, drawn from ``rng``."""
+        n, _, height, width = X.shape
+        p = self.crop_pad
+        # Draw both always, so each image's randomness does not depend on the other flag.
+        dy, dx = rng.randint(0, 2 * p + 1, size=(2, n))
+        mirror = rng.rand(n) < 0.5
+        if p:
+            padded = np.zeros(X.shape[:2] + (height + 2 * p, width + 2 * p), dtype=X.dtype)
+            padded[:, :, p:p + height, p:p + width] = X
+            out = np.empty_like(X)
+            for i in range(n):
+                out[i] = padded[i, :, dy[i]:dy[i] + height, dx[i]:dx[i] + width]
+        else:
+            out = X.copy()
+        if self.flip:
+            out[mirror] = out[mirror, :, :, ::-1]
+        return out
 
 
 def companion_paths(model_out):
@@ -233,8 +310,13 @@ class Trainer:
         return np.random.RandomState([self.seed, epoch, 0])
 
     # -- one epoch -------------------------------------------------------------
-    def train_epoch(self, X, y, epoch, batch_size, learning_rate, progress=None):
+    def train_epoch(self, X, y, epoch, batch_size, learning_rate, progress=None,
+                    augmentation=None):
         """Run one shuffled epoch; returns the mean training loss.
+
+        ``learning_rate`` is one rate or one per batch; ``augmentation`` an
+        :class:`Augmentation` applied to each batch (its randomness derived from
+        the seed and the epoch).
 
         Raises
         ------
@@ -242,18 +324,24 @@ class Trainer:
             If the loss becomes NaN or infinite; the parameters are then those
             of the failing step, so the caller must not save them.
         """
-        self.learning_rate.set_value(np.float32(learning_rate))
         order = self._reseed_for_epoch(epoch).permutation(len(X))
+        augment_rng = np.random.RandomState([self.seed, epoch, 2])
         targets = _targets_for(self.loss_name, y, self.num_classes)
         num_batches = len(X) // batch_size
         if num_batches == 0:
             raise TrainingError('batch size %d is larger than the %d training images'
                                 % (batch_size, len(X)))
+        rates = np.broadcast_to(np.asarray(learning_rate, dtype=np.float64), (num_batches,))
         total = 0.0
         bar = _progress(num_batches, 'epoch %d' % (epoch + 1), progress)
         for b in range(num_batches):
             index = order[b * batch_size:(b + 1) * batch_size]
-            loss = float(self._train(X[index], targets[index]))
+            if b == 0 or rates[b] != rates[b - 1]:
+                self.learning_rate.set_value(np.float32(rates[b]))
+            inputs = X[index]
+            if augmentation:
+                inputs = augmentation(inputs, augment_rng)
+            loss = float(self._train(inputs, targets[index]))
             if not np.isfinite(loss):
                 bar.close()
                 raise TrainingError('training loss became %s at epoch %d, batch %d'
@@ -321,18 +409,24 @@ def _progress(total, description, enabled):
 
 
 def plot_curves(history, path, title):
-    """Write the training curves (loss, validation and test error) as a PNG, atomically."""
+    """Write the training curves (loss, validation and test error) as a PNG, atomically.
+
+    Every point is marked, so that one epoch shows. Returns the (closed) figure.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     epochs = [h['epoch'] for h in history]
+    # Markers, so that a run of one epoch (one point per line) shows its values.
+    line = dict(marker='.', markersize=6)
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h['train_loss'] for h in history], label='train loss')
-    ax_loss.plot(epochs, [h['valid_loss'] for h in history], label='validation loss')
+    ax_loss.plot(epochs, [h['train_loss'] for h in history], label='train loss', **line)
+    ax_loss.plot(epochs, [h['valid_loss'] for h in history], label='validation loss', **line)
     ax_loss.set_xlabel('epoch')
     ax_loss.set_yscale('log')
     ax_loss.legend()
-    ax_err.plot(epochs, [100 * h['valid_error'] for h in history], label='validation error')
+    ax_err.plot(epochs, [100 * h['valid_error'] for h in history], label='validation error',
+                **line)
     tested = [h for h in history if h.get('test_error') is not None]
     ax_err.plot([h['epoch'] for h in tested], [100 * h['test_error'] for h in tested],
                 'o', label='test error (at new best validation)')
@@ -343,13 +437,18 @@ def plot_curves(history, path, title):
     fig.tight_layout()
     modelfile.atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=80))
     plt.close(fig)
+    return fig
 
 
-HYPERPARAMETERS = ('epochs', 'batch_size', 'lr_start', 'lr_end', 'seed', 'train_size')
+HYPERPARAMETERS = ('epochs', 'batch_size', 'lr_start', 'lr_end', 'seed', 'train_size',
+                   'lr_schedule', 'crop_pad', 'flip')
+# Settings added after the first checkpoints were written: what those runs used.
+SETTING_DEFAULTS = dict(lr_schedule='exp', crop_pad=0, flip=False)
 
 
 def fit(trainer, splits, model_out, epochs, batch_size, lr_start, lr_end,
-        train_size=None, resume=False, dataset='', progress=None, log=print):
+        train_size=None, resume=False, dataset='', progress=None, log=print,
+        lr_schedule='exp', augmentation=None, preprocess=None):
     """Train for ``epochs``, saving the best model, a checkpoint and curves each epoch.
 
     Parameters
@@ -365,6 +464,11 @@ def fit(trainer, splits, model_out, epochs, batch_size, lr_start, lr_end,
     dataset : str, recorded in the model's metadata
     progress : bool or None, show progress bars (None: only on a terminal)
     log : callable printing one line
+    lr_schedule : {'exp', 'cosine', 'onecycle'}, see :func:`learning_rate_schedule`
+    augmentation : Augmentation or None
+    preprocess : preprocessing.Preprocessing or None
+        The transform ``splits`` went through; stored in the model file so that
+        evaluation applies it too.
 
     Returns
     -------
@@ -372,36 +476,44 @@ def fit(trainer, splits, model_out, epochs, batch_size, lr_start, lr_end,
     test_error (only where validation improved), seconds.
     """
     checkpoint_path, curve_path = companion_paths(model_out)
+    augmentation = augmentation or Augmentation()
     settings = dict(epochs=epochs, batch_size=batch_size, lr_start=lr_start,
-                    lr_end=lr_end, seed=trainer.seed, train_size=train_size)
+                    lr_end=lr_end, seed=trainer.seed, train_size=train_size,
+                    lr_schedule=lr_schedule, crop_pad=augmentation.crop_pad,
+                    flip=augmentation.flip)
     history, start_epoch = [], 0
     best = {'valid_error': np.inf}
     if resume:
         if not os.path.exists(checkpoint_path):
             raise TrainingError('cannot resume: no checkpoint at %s' % checkpoint_path)
         meta = trainer.load_checkpoint(checkpoint_path)
-        changed = [k for k in HYPERPARAMETERS if meta['settings'].get(k) != settings[k]]
+        previous = dict(SETTING_DEFAULTS, **meta['settings'])
+        changed = [k for k in HYPERPARAMETERS if previous.get(k) != settings[k]]
         if changed:
             raise TrainingError('cannot resume from %s: it was started with other %s (%s)'
                                 % (checkpoint_path, ', '.join(changed),
-                                   ', '.join('%s=%s' % (k, meta['settings'][k]) for k in changed)))
+                                   ', '.join('%s=%s' % (k, previous.get(k)) for k in changed)))
         history, best, start_epoch = meta['history'], meta['best'], meta['epoch']
         log('Resumed from %s after epoch %d (best validation error %.2f%%)'
             % (checkpoint_path, start_epoch, 100 * best['valid_error']))
-    rates = learning_rate_schedule(lr_start, lr_end, epochs)
+    rates = learning_rate_schedule(lr_start, lr_end, epochs, lr_schedule,
+                                   max(1, len(splits.X_train) // batch_size))
     for epoch in range(start_epoch, epochs):
         started = time.time()
         train_loss = trainer.train_epoch(splits.X_train, splits.y_train, epoch,
-                                         batch_size, rates[epoch], progress)
+                                         batch_size, rates[epoch], progress, augmentation)
         valid_loss, valid_error = trainer.evaluate(splits.X_valid, splits.y_valid)
-        record = dict(epoch=epoch + 1, lr=float(rates[epoch]), train_loss=train_loss,
+        record = dict(epoch=epoch + 1, lr=float(rates[epoch][0]), train_loss=train_loss,
                       valid_loss=valid_loss, valid_error=valid_error, test_error=None)
         if valid_error < best['valid_error']:
             record['test_error'] = trainer.evaluate(splits.X_test, splits.y_test)[1]
             best = dict(epoch=epoch + 1, valid_error=valid_error,
                         test_error=record['test_error'])
-            modelfile.save_model(model_out, trainer.param_values(), trainer.spec,
-                                 extra=dict(best, dataset=dataset, settings=settings))
+            extra = dict(best, dataset=dataset, settings=settings)
+            if preprocess is not None and not preprocess.is_identity:
+                extra[preprocessing.META_KEY] = preprocess.to_meta()
+            modelfile.save_model(model_out, trainer.param_values(), trainer.spec, extra=extra,
+                                 arrays=None if preprocess is None else preprocess.arrays())
         record['seconds'] = time.time() - started
         history.append(record)
         trainer.save_checkpoint(checkpoint_path, dict(epoch=epoch + 1, history=history,
@@ -409,7 +521,7 @@ def fit(trainer, splits, model_out, epochs, batch_size, lr_start, lr_end,
         plot_curves(history, curve_path, '%s: %s' % (dataset or trainer.spec['name'],
                                                     os.path.basename(model_out)))
         log('Epoch %d/%d  lr %.2e  train loss %.4f  valid error %.2f%%%s  %.1fs'
-            % (epoch + 1, epochs, rates[epoch], train_loss, 100 * valid_error,
+            % (epoch + 1, epochs, rates[epoch][0], train_loss, 100 * valid_error,
                '' if record['test_error'] is None else
                '  test error %.2f%% (best)' % (100 * record['test_error']),
                record['seconds']))
@@ -429,7 +541,11 @@ def add_training_arguments(parser, epochs, batch_size, lr_start, lr_end, model_o
     parser.add_argument('--lr-start', type=POSITIVE_RATE, default=lr_start,
                         help='initial learning rate (default: %(default)s)')
     parser.add_argument('--lr-end', type=POSITIVE_RATE, default=lr_end,
-                        help='learning rate reached by exponential decay (default: %(default)s)')
+                        help='learning rate reached at the end (default: %(default)s)')
+    parser.add_argument('--lr-schedule', choices=LR_SCHEDULES, default='exp',
+                        help='exp: BinaryNet\'s exponential decay per epoch (default); '
+                             'cosine: cosine decay per step; onecycle: linear warm-up '
+                             'from lr-start/25 over 30%% of the steps, then cosine decay')
     parser.add_argument('--train-size', type=argtypes.int_range(1), default=None, metavar='N',
                         help='train on the first N training images only, for quick runs')
     parser.add_argument('--valid-size', type=argtypes.int_range(0), default=None, metavar='N',
@@ -483,6 +599,16 @@ def _what_is_kept(trainer, model_out, resumable=False):
     return 'no checkpoint was written, so there is nothing to resume'
 
 
+def add_augmentation_arguments(parser):
+    """--augment, --crop-pad and --flip (for the image trainers)."""
+    parser.add_argument('--crop-pad', type=argtypes.int_range(0), default=0, metavar='P',
+                        help='random crops of the images zero-padded by P pixels (default: 0, off)')
+    parser.add_argument('--flip', action='store_true',
+                        help='random horizontal flips')
+    parser.add_argument('--augment', action='store_true',
+                        help='shorthand for --flip and, unless given, --crop-pad 4')
+
+
 def run_cli(description, spec, args, dataset, prepare_kwargs=None):
     """Shared body of the train/*_train.py scripts: load data, fit, report.
 
@@ -497,14 +623,19 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
             if getattr(args, flag) < 1:
                 raise ValueError('--%s must be at least 1' % flag.replace('_', '-'))
         lock = _claim_model_path(args.model_out, log)
+        augment = getattr(args, 'augment', False)
+        augmentation = Augmentation(getattr(args, 'crop_pad', 0) or (4 if augment else 0),
+                                    getattr(args, 'flip', False) or augment)
         if getattr(args, 'split', 'default') == 'original':
             spec, splits = original_data(spec, dataset, args, prepare_kwargs)
+            preprocess = preprocessing.Preprocessing()
         else:
             loader = getattr(args, 'loader', 'binary_net')
-            splits = datasets.prepare(dataset, data_path=args.data_path,
-                                      train_size=args.train_size, valid_size=args.valid_size,
-                                      **dict(prepare_kwargs or {}, **(
-                                          {'loader': loader} if loader != 'binary_net' else {})))
+            splits, preprocess = preprocessing.prepare(
+                dataset, data_path=args.data_path, train_size=args.train_size,
+                valid_size=args.valid_size,
+                **dict(prepare_kwargs or {}, **({'loader': loader} if loader != 'binary_net'
+                                                else {})))
         log('%s: %d training, %d validation, %d test images; %d epochs, batch %d, seed %d'
             % (description, len(splits.X_train), len(splits.X_valid), len(splits.X_test),
                args.epochs, args.batch_size, args.seed))
@@ -514,7 +645,9 @@ def run_cli(description, spec, args, dataset, prepare_kwargs=None):
         history = fit(trainer, splits, args.model_out, args.epochs, args.batch_size,
                       args.lr_start, args.lr_end, train_size=args.train_size,
                       resume=args.resume, dataset=dataset,
-                      progress=False if args.no_progress else None, log=log)
+                      progress=False if args.no_progress else None, log=log,
+                      lr_schedule=args.lr_schedule, augmentation=augmentation,
+                      preprocess=preprocess)
     except (datasets.DatasetError, modelfile.ModelFileError, ModelInUseError, ValueError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 2
@@ -593,6 +726,7 @@ def conv_net_main(dataset, spec_builder, description, filters, argv=None, **defa
                         help='global contrast normalization, as pylearn2 did')
     parser.add_argument('--zca', action='store_true',
                         help='ZCA whitening fitted on the training split')
+    add_augmentation_arguments(parser)
     args = parser.parse_args(argv)
     spec = spec_builder(filters=tuple(args.filters), dense_units=args.dense_units)
     return run_cli('%s XNOR network' % dataset, spec, args, dataset,

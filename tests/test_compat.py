@@ -42,6 +42,11 @@ print(json.dumps({'floatX': theano.config.floatX,
 '''
 
 
+def compat_blas_ldflags():
+    from binary_net import compat
+    return compat.blas_ldflags()
+
+
 def clean_env(tmp_path, **extra):
     env = dict(os.environ)
     env.pop('THEANO_FLAGS', None)
@@ -110,14 +115,14 @@ def test_without_the_hook_lasagne_does_not_import(tmp_path):
 def test_defaults_when_user_configured_nothing(tmp_path):
     result, _ = run_python('import lasagne\n' + REPORT, tmp_path)
     assert result['floatX'] == 'float32'
-    assert result['ldflags'] == ''
+    assert result['ldflags'] == compat_blas_ldflags()   # scipy's OpenBLAS (tests/test_blas.py)
     assert all(result['aliases'].values()), result['aliases']
 
 
 def test_numpy_aliases_after_importing_theano_directly(tmp_path):
     result, _ = run_python('import binary_net\nimport theano\n' + REPORT, tmp_path)
     assert all(result['aliases'].values()), result['aliases']
-    assert result['floatX'] == 'float32' and result['ldflags'] == ''
+    assert result['floatX'] == 'float32' and result['ldflags'] == compat_blas_ldflags()
 
 
 def test_user_theano_flags_are_respected(tmp_path):
@@ -133,7 +138,7 @@ def test_user_theano_flags_are_respected(tmp_path):
     assert result['floatX'] == 'float64'
     assert result['compiledir'] == compiledir
     assert any(name.startswith('tmp') for name in os.listdir(compiledir))  # compiled there
-    assert result['ldflags'] == ''            # not configured by the user: default added
+    assert result['ldflags'] == compat_blas_ldflags()  # not configured by the user: default added
     flags = result['THEANO_FLAGS'].split(',')
     assert 'floatX=float64' in flags and 'compiledir=%s' % compiledir in flags
     assert 'floatX=float32' not in flags
