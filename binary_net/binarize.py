@@ -16,7 +16,7 @@ from . import compat
 compat.apply()
 
 
-class _ScalarSign(ts.UnaryScalarOp):
+class ScalarSign(ts.UnaryScalarOp):
     """sign with sign(0) = +1; gradient straight-through or zero.
 
     A scalar op (rather than ``switch(x >= 0, 1, -1)`` plus a gradient trick)
@@ -50,8 +50,8 @@ class _ScalarSign(ts.UnaryScalarOp):
         return [gz * ts.cast(inside, gz.type.dtype)]
 
 
-_sign_ste = T.Elemwise(_ScalarSign(True), name='sign_ste')
-_sign_zero_grad = T.Elemwise(_ScalarSign(False), name='sign_zero_grad')
+_sign_ste = T.Elemwise(ScalarSign(True), name='sign_ste')
+_sign_zero_grad = T.Elemwise(ScalarSign(False), name='sign_zero_grad')
 
 
 def sign(x, straight_through=True):
@@ -135,8 +135,3 @@ def conv_input_scale(x, box, stride, pad):
     # A shared box filter is not broadcastable, so neither is K's channel axis;
     # declare it so K broadcasts against the (batch, filters, ...) product.
     return T.addbroadcast(K, 1)
-
-
-# Compiled functions compute these expressions with fused C ops (one pass for
-# sign(W) and alpha, ...); importing the module registers that graph rewrite.
-from . import theano_ops  # noqa: E402,F401

@@ -4,8 +4,8 @@ The layers build XNOR-Net's arithmetic out of plain Theano expressions
 (``W_binary = sign(W)``, ``alpha = mean(|W|, axis=0)``, ...; see
 :mod:`binary_net.binarize`), and :func:`theano.grad` differentiates those. This
 module only changes how a *compiled* function computes them. Two global
-optimizers, registered in Theano's ``optdb`` under the tag ``binary_net_fused``
-only when :mod:`binary_net.binarize` is imported, rewrite the optimized graph of
+optimizers, registered in Theano's ``optdb`` under the tag ``binary_net_fused`` when this
+module is imported (it is by :mod:`binary_net.training`), rewrite the optimized graph of
 the functions this package compiles (:func:`fused_mode`, :func:`function`);
 other Theano programs in the same process are never rewritten:
 
@@ -76,7 +76,7 @@ from theano.tensor.elemwise import Elemwise, Sum
 from theano.tensor.nnet import corr
 
 
-from . import kernels
+from . import binarize, kernels
 
 # libgomp reads its wait policy when first loaded, i.e. with the first compiled op.
 kernels.prefer_sleeping_openmp_threads()
@@ -1042,9 +1042,8 @@ def _fast_elemwise_eligible(node):
 # ---------------------------------------------------------------------------
 
 def _is_sign(node):
-    from . import binarize
     return (isinstance(node.op, Elemwise)
-            and isinstance(node.op.scalar_op, binarize._ScalarSign))
+            and isinstance(node.op.scalar_op, binarize.ScalarSign))
 
 
 def _is_binary(var):

@@ -66,7 +66,7 @@ def test_sign_and_alpha_come_from_one_pass(axis):
     fused = compile_fused([W], [sign, alpha])
     fused_ops = ops_in(fused)
     assert any(isinstance(op, AbsSum) and op.with_sign for op in fused_ops)
-    assert not any(isinstance(getattr(op, 'scalar_op', None), binarize._ScalarSign)
+    assert not any(isinstance(getattr(op, 'scalar_op', None), binarize.ScalarSign)
                    for op in fused_ops)
     rng = np.random.RandomState(1)
     for shape in SHAPES:
