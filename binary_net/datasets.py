@@ -1387,8 +1387,9 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0 on success, 1 on a :class:`DatasetError`, 130 after Ctrl-C (an
-        interrupted download keeps its ``.part`` file for resuming).
+        Exit status: 0 on success, 2 on a :class:`DatasetError` (as every other
+        command), 130 after Ctrl-C (an interrupted download keeps its ``.part``
+        file for resuming).
     """
     args = _build_parser().parse_args(argv)
     kwargs = {'extra': True} if args.extra else {}
@@ -1403,7 +1404,7 @@ def main(argv=None):
                 print('%s %s: X %s %s, y %s %s' % (args.name, split, X.dtype, X.shape, y.dtype, y.shape))
     except DatasetError as err:
         print('error: %s' % err, file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt as err:
         print('interrupted%s' % (': %s' % err if str(err) else ''), file=sys.stderr)
         return 130
