@@ -71,7 +71,7 @@ def test_planted_os_system_in_a_cifar_batch_does_not_run(tmp_path, protocol):
     result = subprocess.run([sys.executable, '-m', 'binary_net.datasets', 'check', 'cifar10',
                              '--data-path', root], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr
     assert lines[0].startswith('error: %s is not a CIFAR-10 batch' % planted_path)
