@@ -10,7 +10,7 @@ CIFAR-10 network with random weights, on N random images.
 Instructions are counted, not timed: with -icount shift=0 each instruction
 advances QEMU's virtual clock by 1 ns, the firmware reads SysTick around every
 ``PREFIX_predict()`` call and converts ticks to instructions with a loop of
-known length (see binary_net/firmware.py). They are deterministic, unlike the
+known length (see binary_net/deploy/firmware.py). They are deterministic, unlike the
 host's timings, but they are not cycles of a real core: wait states, the
 multiplier and the pipeline are not modelled.
 
@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 
 def measure(program, name, target, popcounts, codes, expected, directory):
     """Rows (target, popcount, flash, RAM, instructions/inference, exact, seconds)."""
-    from binary_net import export, firmware
+    from binary_net.deploy import export, firmware
 
     rows = []
     export.write_c(program, directory, name, target=target)
@@ -70,7 +70,8 @@ def main(argv=None):
     parser.add_argument('--data-path', help='data root (default: $PYLEARN2_DATA_PATH)')
     args = parser.parse_args(argv)
 
-    from binary_net import datasets, export, firmware, integer, modelfile, networks
+    from binary_net import datasets, integer, modelfile, networks
+    from binary_net.deploy import export, firmware
     from binary_net.inference import fold
 
     missing = firmware.toolchain_missing() or firmware.qemu_missing()

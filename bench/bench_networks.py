@@ -75,7 +75,8 @@ def random_network(spec, seed=0):
 def build(name, args):
     """(description, FoldedNetwork, batch) of a benchmark network, or None to skip."""
     import numpy as np
-    from binary_net import inference, modelfile, networks
+    from binary_net import modelfile, networks
+    from binary_net.cli.common import open_model
 
     if name == 'mnist4096':
         net, batch = random_network(networks.mnist_spec(num_units=4096)), args.mnist_batch
@@ -89,11 +90,8 @@ def build(name, args):
         if not path or not os.path.exists(path):
             return None
         try:
-            if modelfile.is_packed(path):
-                net, spec, _ = modelfile.load_packed(path)
-            else:
-                values, spec, _ = modelfile.load_model(path)
-                net = inference.fold(spec, values)
+            model = open_model(path)
+            net, spec = model.network, model.spec
         except modelfile.ModelFileError as error:
             print('  (skipping %s: %s)' % (path, error))
             return None

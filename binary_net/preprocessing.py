@@ -21,6 +21,7 @@ use it, and the C export refuses such models.
 import numpy as np
 
 from . import datasets, modelfile
+from .deploy import packed
 
 ARRAY_PREFIX = modelfile.PREPROCESSING_PREFIX
 META_KEY = 'preprocessing'
@@ -136,8 +137,8 @@ class Preprocessing:
 
 def from_file(path):
     """The preprocessing stored in a model or packed file (identity if none)."""
-    if modelfile.is_packed(path):
-        extra = modelfile.load_packed(path)[2]
+    if packed.is_packed(path):
+        extra = packed.load_packed(path)[2]
     else:
         extra = modelfile.load_model(path)[2]
     meta = extra.get(META_KEY) if isinstance(extra, dict) else None

@@ -1,10 +1,11 @@
 """Model summary: per-layer shapes, parameters by bit width, memory and MACs.
 
-``python -m binary_net summary --model M`` prints, for a model file (``.npz`` written
-by training, or a packed file from ``python -m binary_net pack``), a table in the
-manner of Larq's ``summary``: per layer of the network description its type,
-input and output shapes (per sample), parameters by bit width, memory as float32
-and as packed, and multiply-accumulates; then the totals and the compression ratio.
+``python -m binary_net summary --model M`` (:mod:`binary_net.cli.summary`) prints,
+for a model file (``.npz`` written by training, or a packed file from ``python -m
+binary_net pack``), a table in the manner of Larq's ``summary``: per layer of the
+network description its type, input and output shapes (per sample), parameters by
+bit width, memory as float32 and as packed, and multiply-accumulates; then the
+totals and the compression ratio.
 From Python, :func:`summary` returns the rows for a network description (*spec*).
 
 Counting rules
@@ -28,14 +29,11 @@ Counting rules
 Needs numpy only: Theano is imported solely for position-only files of the
 original code, whose architecture ``--dataset`` names.
 """
-import os
-import sys
-
 import numpy as np
 
-from . import inference, modelfile
+from . import inference
 
-__all__ = ['summary', 'totals', 'format_table', 'add_arguments', 'run']
+__all__ = ['summary', 'totals', 'format_table']
 
 FIELDS = ('layer', 'type', 'input_shape', 'output_shape', 'binary_params', 'float_params',
           'float32_bytes', 'packed_bytes', 'binary_macs', 'float_macs')
@@ -162,47 +160,3 @@ def format_table(rows, title=None):
     lines.append('MACs per sample: %s binary (XNOR-popcount), %s float'
                  % (_human(t['binary_macs']), _human(t['float_macs'])))
     return '\n'.join(lines)
-
-
-def load_spec(path, dataset=None):
-    """The network description of a model file (``.npz`` or packed), checked against
-    its arrays. Returns ``(spec, kind)`` with kind 'packed' or 'float'."""
-    if modelfile.is_packed(path):
-        spec = modelfile.load_packed(path)[1]
-        kind = 'packed'
-        if spec is None:
-            raise modelfile.ModelFileError('%s carries no network description' % path)
-        return spec, kind
-    values, spec, _ = modelfile.load_model(path)
-    if spec is None:
-        if not dataset:
-            raise modelfile.ModelFileError(
-                '%s has no network description (a position-only file of the original '
-                'code): name its architecture with --dataset' % path)
-        from . import evaluation  # imports Theano, for the reference architectures
-        spec = evaluation.reference_spec(dataset, values)
-    inference.fold(spec, values, source=os.path.basename(path))  # arrays must fit
-    return spec, 'float'
-
-
-def add_arguments(parser):
-    """Arguments of ``python -m binary_net summary``."""
-    parser.add_argument('--model', required=True, metavar='PATH',
-                        help='model file: .npz written by training, or a packed file')
-    parser.add_argument('--dataset', choices=('mnist', 'cifar10', 'svhn'),
-                        help='reference architecture of a position-only .npz of the '
-                             'original theano-xnor-net (imports Theano)')
-
-
-def run(args):
-    """``python -m binary_net summary``: prints the table; returns the exit status."""
-    try:
-        spec, kind = load_spec(args.model, args.dataset)
-        rows = summary(spec)
-    except modelfile.ModelFileError as error:
-        print('error: %s' % error, file=sys.stderr)
-        return 2
-    title = 'Model: %s (%s network, %s file, %s bytes)' % (
-        args.model, spec.get('name') or '?', kind, '{:,}'.format(os.path.getsize(args.model)))
-    print(format_table(rows, title))
-    return 0

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets, evaluation, modelfile, networks
+from binary_net import datasets, modelfile, networks
+from binary_net.cli import evaluate as evaluation, pack
+from binary_net.deploy import packed
 from binary_net.datasets import DatasetError
 from binary_net.modelfile import ModelFileError
 from helpers import REPO, assert_one_line_error, random_model, run_python, unit_images, write_mnist
@@ -101,7 +103,7 @@ def test_summary_export_and_pack_refuse_nan_weights(nan_model, tmp_path):
 
 def test_packed_file_with_nan_is_refused(tmp_path):
     path = str(tmp_path / 'm.packed.npz')
-    modelfile.save_packed(path, mnist_values(), MNIST_SPEC)
+    packed.save_packed(path, mnist_values(), MNIST_SPEC)
     with zipfile.ZipFile(path) as archive:
         arrays = {name[:-4]: np.load(io.BytesIO(archive.read(name))) for name in archive.namelist()}
     name = next(key for key in sorted(arrays) if key.endswith('_alpha'))
@@ -109,7 +111,7 @@ def test_packed_file_with_nan_is_refused(tmp_path):
     arrays[name][0] = np.nan
     np.savez(path, **arrays)
     with pytest.raises(ModelFileError) as excinfo:
-        modelfile.load_packed(path)
+        packed.load_packed(path)
     assert_one_line_error(excinfo, path, name, '1 NaN value')
 
 
@@ -120,7 +122,7 @@ def test_failed_pack_leaves_an_existing_output_unchanged(tmp_path, monkeypatch):
     modelfile.save_model(model, mnist_values(), MNIST_SPEC)
     with open(out, 'wb') as stream:
         stream.write(b'an older packed file')
-    real_load_packed = modelfile.load_packed
+    real_load_packed = packed.load_packed
 
     def corrupting_load(path):   # the round trip reads other scores back
         network, spec, extra = real_load_packed(path)
@@ -128,9 +130,9 @@ def test_failed_pack_leaves_an_existing_output_unchanged(tmp_path, monkeypatch):
         network.predict_scores = lambda X, *args, **kwargs: scores(X, *args, **kwargs) + 1
         return network, spec, extra
 
-    monkeypatch.setattr(modelfile, 'load_packed', corrupting_load)
+    monkeypatch.setattr(packed, 'load_packed', corrupting_load)
     args = type('Args', (), dict(model=model, out=out, dataset=None))
-    assert modelfile.run(args) == 2
+    assert pack.run(args) == 2
     assert open(out, 'rb').read() == b'an older packed file'
     assert sorted(os.listdir(tmp_path)) == ['m.npz', 'm.packed.npz']
 
@@ -203,7 +205,7 @@ def test_crafted_model_files_are_one_line_errors(tmp_path):
         with pytest.raises(ModelFileError) as excinfo:
             modelfile.load_model(path)
         assert_one_line_error(excinfo, path, fragment)
-        assert not modelfile.is_packed(path)
+        assert not packed.is_packed(path)
 
 
 def test_crafted_model_files_in_every_tool(tmp_path):
@@ -226,15 +228,15 @@ def _packed_conv_file(path):
                               [networks.xnor_conv(4), networks.max_pool(), networks.batch_norm(),
                                networks.dense(10)], 'cross_entropy')
     rng = np.random.RandomState(2)
-    modelfile.save_packed(path, random_model(spec, unit_images(rng, 8, (1, 8, 8)), rng), spec)
+    packed.save_packed(path, random_model(spec, unit_images(rng, 8, (1, 8, 8)), rng), spec)
 
 
 def _rewrite_packed_header(path, change):
     with zipfile.ZipFile(path) as archive:
         arrays = {name[:-4]: np.load(io.BytesIO(archive.read(name))) for name in archive.namelist()}
-    header = json.loads(arrays[modelfile.PACKED_MARKER].tobytes().decode())
+    header = json.loads(arrays[packed.PACKED_MARKER].tobytes().decode())
     change(header)
-    arrays[modelfile.PACKED_MARKER] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    arrays[packed.PACKED_MARKER] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     np.savez(path, **arrays)
 
 
@@ -253,11 +255,11 @@ def _set_pool(header, value):
 def test_crafted_packed_headers_are_one_line_errors(tmp_path, change, fragment):
     path = str(tmp_path / 'p.packed.npz')
     _packed_conv_file(path)
-    modelfile.load_packed(path)        # the untouched file loads
+    packed.load_packed(path)        # the untouched file loads
     _rewrite_packed_header(path, change)
     before = open(path, 'rb').read()
     with pytest.raises(ModelFileError) as excinfo:
-        modelfile.load_packed(path)
+        packed.load_packed(path)
     assert_one_line_error(excinfo, path, fragment)
     result = tool('summary', '--model', path)
     assert_one_error_line(result, fragment)
@@ -271,7 +273,7 @@ def test_crafted_packed_headers_are_one_line_errors(tmp_path, change, fragment):
 def test_fifo_as_model_is_refused_at_once(tmp_path):
     fifo = str(tmp_path / 'model.npz')
     os.mkfifo(fifo)
-    assert not modelfile.is_packed(fifo)
+    assert not packed.is_packed(fifo)
     for result in (evaluate('--model', fifo, '--data-path', str(tmp_path)),
                    tool('summary', '--model', fifo),
                    tool('pack', '--model', fifo, '--out', str(tmp_path / 'out.npz')),

@@ -1,4 +1,4 @@
-"""Tests for binary_net.export: the C99 code is bit-exact with mode='int'.
+"""Tests for binary_net.deploy.export (and python -m binary_net export): the C99 code is bit-exact with mode='int'.
 
 Every export is compiled with ``gcc -std=c99 -pedantic -Wall -Wextra -Werror`` and
 run on images written as raw int8 codes; the harness prints the label and the
@@ -14,7 +14,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, export, integer, modelfile, networks
+from binary_net import datasets, integer, modelfile, networks
+from binary_net.deploy import export
+from binary_net.deploy.packed import save_packed
 from binary_net.__main__ import main
 from binary_net.inference import fold
 from helpers import REPO, RandomCase, run_python
@@ -180,12 +182,11 @@ def test_export_command_errors_are_one_line(tmp_path, mnist_root):
         assert len(lines) == 1 and re.match('^error: ' + pattern, lines[0]), (args, lines)
 
 
-@pytest.mark.skipif(not hasattr(modelfile, 'save_packed'), reason='no packed model files')
 def test_packed_model_files_export_the_same_code(mnist_root, tmp_path):
     case = get_case('mnist')
     plain, packed = str(tmp_path / 'plain.npz'), str(tmp_path / 'packed.npz')
     modelfile.save_model(plain, case.values, case.spec)
-    modelfile.save_packed(packed, case.values, case.spec)
+    save_packed(packed, case.values, case.spec)
     outputs = {}
     for path in (plain, packed):
         out = str(tmp_path / os.path.basename(path)[:-4])
@@ -231,3 +232,33 @@ def test_popcount_primitive_equals_a_bit_by_bit_count(popcount, tmp_path):
     assert result.returncode == 0, result.stderr[:2000]
     result = subprocess.run([exe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == '404 rows\n', result.stdout
+
+
+@needs_cc
+@pytest.mark.parametrize('popcount', export.POPCOUNTS)
+def test_the_templates_compile_on_their_own(popcount, tmp_path):
+    """The C templates are package data (csrc/export/, listed in setup.py's
+    package_data) and compile as they are, without a model: model_common.c,
+    popcount.c and every layer_KIND.c in one translation unit, against an empty
+    API header and an empty weights header, with -Werror."""
+    setup = open(os.path.join(REPO, 'setup.py')).read()
+    assert "'csrc/export/*'" in setup and "'csrc/export/*/*'" in setup
+    names = ['model_common.c', 'popcount.c'] + ['layer_%s.c' % kind for kind in export.LAYER_KINDS]
+    assert sorted(names + ['model.h', 'example.c', 'cortex_m']) == sorted(
+        os.listdir(export.TEMPLATE_DIR))
+    values = {'P': 'tmpl', 'SOURCE': 'no model', 'POPCOUNT': 'BN_POPCOUNT_' + popcount.upper(),
+              'POPCOUNT_NAME': popcount}
+    text = ''
+    for name in names:
+        body = export.template(name)
+        for key, value in values.items():
+            body = body.replace('@%s@' % key, value)
+        assert not re.search('@[A-Z_]+@', body), name   # every placeholder is known
+        text += body
+    (tmp_path / 'tmpl.h').write_text('#include <stdint.h>\n')
+    (tmp_path / 'tmpl_weights.h').write_text('/* no model */\n')
+    (tmp_path / 'tmpl.c').write_text(text)
+    result = subprocess.run([CC] + CFLAGS + ['-Wno-unused-function', '-c', '-o', 'tmpl.o',
+                                             'tmpl.c'],
+                            cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[:4000]

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from binary_net import datasets, evaluation, inference, modelfile, networks
+from binary_net import datasets, inference, modelfile, networks
+from binary_net.cli import evaluate as evaluation
+from binary_net.deploy.packed import save_packed
 
 # ---------------------------------------------------------------------------
 # The original's layer definitions, as lists of (kind, settings)
@@ -224,7 +226,7 @@ def test_packed_original_file_keeps_the_original_semantics(original_file, tmp_pa
     network, labels, scores = predict_as_evaluation(dataset, path, pixels)
     spec = evaluation.reference_spec(dataset, values)
     packed = str(tmp_path / 'packed.npz')
-    modelfile.save_packed(packed, network, spec)
+    save_packed(packed, network, spec)
     loaded, description = evaluation.load_network(packed, dataset)
     assert loaded.pixel_scaling == 'original'
     X = datasets.scale_pixels(pixels, loaded.pixel_scaling, dataset)

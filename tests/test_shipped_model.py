@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from binary_net import datasets, inference, modelfile
+from binary_net.deploy.packed import load_packed
 from test_export import check_bit_exact, needs_cc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ def test_xnor_predicts_exactly_like_float(network, float_predictions, test_set):
 
 def test_packed_file_is_20x_smaller_and_predicts_the_same(float_predictions, test_set):
     assert os.path.getsize(MODEL) / os.path.getsize(PACKED) >= 20
-    packed, spec, extra = modelfile.load_packed(PACKED)
+    packed, spec, extra = load_packed(PACKED)
     assert np.array_equal(packed.predict(test_set[0], mode='xnor'), float_predictions)
 
 

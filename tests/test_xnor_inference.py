@@ -1,4 +1,4 @@
-"""Tests for mode='xnor' (binary_net.xnor), packed model files (modelfile.save_packed /
+"""Tests for mode='xnor' (binary_net.xnor), packed model files (deploy.packed.save_packed /
 load_packed, ``python -m binary_net pack``) and the model summary (binary_net.summary).
 
 No Theano: networks are folded from random arrays with numpy only. The xnor mode must
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from binary_net import inference, kernels, modelfile, networks, summary, xnor
-from binary_net.modelfile import ModelFileError, load_packed, save_packed
+from binary_net.deploy.packed import is_packed, load_packed, pack_bits, save_packed, unpack_bits
+from binary_net.modelfile import ModelFileError
 from helpers import (REPO, RandomCase, assert_one_line_error, random_model, run_python,
                      second_openblas_core, unit_images, write_mnist)
 
@@ -176,10 +177,10 @@ def test_weights_are_packed_once(monkeypatch, tmp_path):
 def test_pack_bits_layout_matches_the_kernels_and_round_trips():
     rng = np.random.RandomState(5)
     signs = np.where(rng.standard_normal((3, 130, 2)) >= 0, 1, -1).astype(np.int8)
-    words = modelfile.pack_bits(signs, axis=1)
+    words = pack_bits(signs, axis=1)
     assert words.dtype == np.uint64 and words.shape == (3, 2, 3)
     np.testing.assert_array_equal(words, kernels.pack_signs(signs.astype(np.float32), axis=1))
-    np.testing.assert_array_equal(modelfile.unpack_bits(words, 130, axis=1), signs)
+    np.testing.assert_array_equal(unpack_bits(words, 130, axis=1), signs)
     # Element k is bit k % 64 of word k // 64, 1 for +1.
     for k in (0, 1, 63, 64, 129):
         bit = (int(words[1, 0, k // 64]) >> (k % 64)) & 1
@@ -194,7 +195,7 @@ def test_packed_round_trip_gives_identical_scores_in_every_mode(case, tmp_path):
     assert written['binary_weights'] == sum(
         int(np.prod(s)) for _, kind, name, s in inference.expected_param_shapes(case.spec)
         if name == 'W' and kind.startswith('xnor'))
-    assert modelfile.is_packed(path)
+    assert is_packed(path)
     net, spec, extra = load_packed(path)
     assert spec == case.spec and extra == {'note': 'x'}
     assert [op.kind for op in net] == [op.kind for op in case.net]
@@ -257,7 +258,7 @@ def test_truncated_and_foreign_packed_files_give_one_line_errors(packed_file, tm
         truncated = str(tmp_path / ('cut%d.npz' % cut))
         with open(truncated, 'wb') as f:
             f.write(raw[:cut])
-        assert not modelfile.is_packed(truncated)
+        assert not is_packed(truncated)
         with pytest.raises(ModelFileError) as error:
             load_packed(truncated)
         assert_one_line_error(error, truncated, 'truncated or corrupt')

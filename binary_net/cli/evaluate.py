@@ -1,11 +1,12 @@
-"""Evaluate a trained model on a test set: the one implementation of test/*_test.py.
+"""``python -m binary_net evaluate DATASET``: a trained model's error on a test set.
 
-``test/mnist_test.py``, ``test/cifar10_test.py`` and ``test/svhn_test.py`` only call
-:func:`main` with their dataset's name. The model is folded into a numpy
+The one implementation of ``test/*_test.py`` too: ``test/mnist_test.py``,
+``test/cifar10_test.py`` and ``test/svhn_test.py`` only call :func:`main` with their
+dataset's name. The model is opened by :func:`binary_net.cli.common.open_model`, folded into a numpy
 :class:`~binary_net.inference.FoldedNetwork` and run in float or simulated
 fixed-point arithmetic or on the bit-packed XNOR kernels (``--mode``); see
 :mod:`binary_net.inference` and :mod:`binary_net.xnor`. Packed model files
-(:func:`binary_net.modelfile.save_packed`) are recognized by their content and
+(:func:`binary_net.deploy.packed.save_packed`) are recognized by their content and
 evaluated in every mode.
 
 Model files written by :func:`binary_net.modelfile.save_model` carry their network
@@ -16,24 +17,26 @@ script's reference architecture (:mod:`binary_net.networks`), with the widths
 Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`), then
 go through the preprocessing stored in the model file (GCN, ZCA: see
 :mod:`binary_net.preprocessing`), if any.
-Fixed mode calibrates its static activation ranges on the first 1000 training
-images (``--calibration-size``), in float arithmetic, before evaluating.
+Fixed and int modes calibrate their static activation ranges on the first 1000
+training images (``--calibration-size``), in float arithmetic, before evaluating
+(:func:`binary_net.cli.common.calibrate`).
 
 The last line printed is ``Test error: X.XX% (N images, mode M)``. Errors print one
-line ``error: ...`` to stderr and exit with status 2.
+line ``error: ...`` to stderr and exit with status 2
+(:func:`binary_net.cli.common.report_errors`).
 """
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 
-from . import (argtypes, datasets, inference, integer, kernels, modelfile,  # integer: mode 'int'
-               preprocessing)
+from .. import argtypes, datasets, inference, modelfile, preprocessing
+from .. import integer  # noqa: F401 (registers mode 'int')
+from .common import (CALIBRATION_SIZE, CommandError, add_calibration_argument,
+                     add_data_path_argument, add_model_argument, calibrate, open_model,
+                     positive_int, report_errors)
 
-EXIT_ERROR = 2
-CALIBRATION_SIZE = 1000
 TITLES = {'mnist': 'MNIST', 'cifar10': 'CIFAR-10', 'svhn': 'SVHN'}
 # Options each mode takes from the command line (attribute names of the parsed args);
 # a mode added to inference.MODES lists its options here.
@@ -47,10 +50,6 @@ FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
 # Layer types whose first array (W) gives the layer's width, and which axis holds it.
 _WIDTH_FROM_W = {'xnor_dense': ('num_units', 2, 1), 'dense': ('num_units', 2, 1),
                  'xnor_conv': ('num_filters', 4, 0), 'conv': ('num_filters', 4, 0)}
-
-
-class EvaluationError(Exception):
-    """A problem to report as one ``error:`` line (bad arguments for this data, say)."""
 
 
 def reference_spec(dataset, values):
@@ -73,7 +72,7 @@ def reference_spec(dataset, values):
     -------
     dict, a network description.
     """
-    from . import networks  # imports Theano; only position-only files need it
+    from .. import networks  # imports Theano; only position-only files need it
 
     spec = modelfile.original_conventions(networks.REFERENCE_SPECS[dataset]())
     position = 0
@@ -89,7 +88,7 @@ def reference_spec(dataset, values):
 
 
 def load_network(path, dataset):
-    """Load and fold a model file for ``dataset``'s test set.
+    """Open a model file (:func:`~binary_net.cli.common.open_model`) for ``dataset``'s test set.
 
     Returns
     -------
@@ -98,61 +97,62 @@ def load_network(path, dataset):
 
     Raises
     ------
-    modelfile.ModelFileError, EvaluationError
+    modelfile.ModelFileError, CommandError
+        The latter for a network whose input or output does not fit the test set.
     """
-    source = os.path.basename(path)
-    if modelfile.is_packed(path):
-        network, spec, _ = modelfile.load_packed(path)
-        spec = spec or {'name': network.name}
-        origin = 'packed file: binary weights at 1 bit'
-        count = '%d ops' % len(network)
-    else:
-        values, spec, _ = modelfile.load_model(path)
-        if spec is None:
-            spec = reference_spec(dataset, values)
-            origin = 'position-only file: reference %s architecture' % dataset
-        else:
-            origin = 'network description from the file'
-        network = inference.fold(spec, values, source=source)
-        count = '%d arrays' % len(values)
+    model = open_model(path, dataset)
+    network, spec = model.network, model.spec
     image_shape = (1, 28, 28) if dataset == 'mnist' else (3, 32, 32)
+    source = model.path.rsplit('/', 1)[-1]
     if network.input_shape != image_shape:
-        raise EvaluationError('%s is a %s network for inputs shaped %s, but the %s test set '
-                              'holds images shaped %s' % (source, spec.get('name', 'other'),
-                                                          network.input_shape, dataset, image_shape))
+        raise CommandError('%s is a %s network for inputs shaped %s, but the %s test set '
+                           'holds images shaped %s' % (source, spec.get('name', 'other'),
+                                                       network.input_shape, dataset, image_shape))
     outputs = int(np.prod(network.output_shape()))
     if outputs != datasets.NUM_CLASSES:
-        raise EvaluationError('%s has %d outputs, but %s has %d classes'
-                              % (source, outputs, dataset, datasets.NUM_CLASSES))
-    return network, '%s (%s network, %s, %s)' % (path, spec.get('name', '?'), count, origin)
+        raise CommandError('%s has %d outputs, but %s has %d classes'
+                           % (source, outputs, dataset, datasets.NUM_CLASSES))
+    return network, '%s (%s network, %s, %s)' % (path, spec.get('name', '?'), model.contents,
+                                                 model.origin)
 
 
-#: argparse type: an integer of at least 1.
-positive_int = argtypes.int_range(1)
 #: argparse type of the fixed-mode widths (inference.FixedPointConfig's range).
 fixed_bits = argtypes.int_range(2, 53)
 
 
 def build_parser(dataset):
     """The argument parser of ``test/<dataset>_test.py``."""
-    title = TITLES[dataset]
-    parser = argparse.ArgumentParser(
-        prog='%s_test.py' % dataset,
-        description='Evaluate a trained XNOR-Net model on the %s test set with numpy '
-                    '(no Theano needed for model files that carry their network '
-                    'description). Images are scaled to [-1, 1]. The last line printed is '
-                    '"Test error: X.XX%% (N images, mode M)".' % title,
-        epilog='Fixed mode simulates signed fixed-point inference: inputs rounded to '
-               '--input-bits with --input-frac fraction bits; parameters to --param-bits '
-               'and every op output to --act-bits, with integer bits chosen per tensor '
-               'from its range (activation ranges calibrated once on the first %d '
-               'training images); round to nearest (--rounding), then saturate. Data is '
-               'read from --data-path, else $PYLEARN2_DATA_PATH, else ~/pylearn2_data.'
-               % CALIBRATION_SIZE)
-    parser.add_argument('--model', required=True, metavar='PATH',
-                        help='model file (.npz) written by training, a packed model file '
-                             '(python -m binary_net pack), or a position-only .npz of the '
-                             'original theano-xnor-net')
+    parser = argparse.ArgumentParser(prog='%s_test.py' % dataset,
+                                     description=description(TITLES[dataset]))
+    add_arguments(parser, dataset)
+    return parser
+
+
+def description(title):
+    """The command's description, for the test set named ``title``."""
+    return ('Evaluate a trained XNOR-Net model on the %s test set with numpy (no Theano '
+            'needed for model files that carry their network description). Images are '
+            'scaled to [-1, 1]. The last line printed is "Test error: X.XX%% (N images, '
+            'mode M)".' % title)
+
+
+def add_arguments(parser, dataset=None):
+    """Arguments of ``python -m binary_net evaluate DATASET`` (``test/<dataset>_test.py``:
+    the same without the dataset)."""
+    if dataset is None:
+        parser.add_argument('dataset', choices=sorted(TITLES), metavar='DATASET',
+                            help='test set: %s' % ', '.join(sorted(TITLES)))
+        parser.description = description('DATASET')
+    parser.epilog = ('Fixed mode simulates signed fixed-point inference: inputs rounded to '
+                     '--input-bits with --input-frac fraction bits; parameters to '
+                     '--param-bits and every op output to --act-bits, with integer bits '
+                     'chosen per tensor from its range (activation ranges calibrated once on '
+                     'the first %d training images); round to nearest (--rounding), then '
+                     'saturate. Data is read from --data-path, else $PYLEARN2_DATA_PATH, else '
+                     '~/pylearn2_data.' % CALIBRATION_SIZE)
+    add_model_argument(parser, 'model file (.npz) written by training, a packed model file '
+                               '(python -m binary_net pack), or a position-only .npz of the '
+                               'original theano-xnor-net')
     parser.add_argument('--no', type=positive_int, metavar='N',
                         help='evaluate the first N test images (default: all)')
     parser.add_argument('--mode', default='float', choices=sorted(inference.MODES),
@@ -162,8 +162,7 @@ def build_parser(dataset):
                                          for mode in sorted(inference.MODES)))
     parser.add_argument('--batch-size', type=positive_int, default=100, metavar='B',
                         help='images per step (default: %(default)s)')
-    parser.add_argument('--data-path', metavar='DIR',
-                        help='data root (default: $PYLEARN2_DATA_PATH, else ~/pylearn2_data)')
+    add_data_path_argument(parser)
     fixed = parser.add_argument_group('fixed mode')
     fixed.add_argument('--input-bits', type=fixed_bits, metavar='BITS',
                        help='bits of the network input, sign included (default: %d)'
@@ -185,10 +184,7 @@ def build_parser(dataset):
                             "integer bits, 15-bit parameters, symmetric saturation; see "
                             "binary_net.fixed_original); only --rounding applies to it "
                             "(activations; default half_even as Theano >= 0.9)")
-    fixed.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
-                       metavar='N', help='calibrate activation ranges on the first N training '
-                                         'images (default: %(default)s)')
-    return parser
+    add_calibration_argument(parser, fixed)
 
 
 def _mode_options(parser, args):
@@ -264,7 +260,7 @@ def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset
     return errors
 
 
-def run(dataset, args, parser):
+def run_evaluation(dataset, args, parser):
     """Everything after argument parsing; raises the errors :func:`main` reports."""
     options = _mode_options(parser, args)
     network, description = load_network(args.model, dataset)
@@ -276,20 +272,15 @@ def run(dataset, args, parser):
     X_test, y_test = data['test']
     n = len(X_test) if args.no is None else args.no
     if n > len(X_test):
-        raise EvaluationError('--no %d is larger than the %s test set (%d images)'
-                              % (n, dataset, len(X_test)))
+        raise CommandError('--no %d is larger than the %s test set (%d images)'
+                           % (n, dataset, len(X_test)))
     if n == 0:
-        raise EvaluationError('the %s test set is empty' % dataset)
+        raise CommandError('the %s test set is empty' % dataset)
     X_test, y_test = X_test[:n], datasets.relabel(y_test[:n], network.labels)
     calibration_size = 0
     if args.mode in ('fixed', 'int') and options.get('preset') != 'original':
-        X_train = data['train'][0]
-        calibration_size = min(args.calibration_size, len(X_train))
-        if calibration_size == 0:
-            raise EvaluationError('%s mode calibrates on training images, but the %s '
-                                  'training set is empty' % (args.mode, dataset))
-        network.calibrate(preprocess.apply(datasets.scale_pixels(
-            X_train[:calibration_size], network.pixel_scaling, dataset)))
+        calibration_size = calibrate(network, data['train'][0], args.calibration_size, dataset,
+                                     preprocess)
     del data
     print('Mode: %s' % _describe_mode(args.mode, options, calibration_size))
     start = time.time()
@@ -299,6 +290,11 @@ def run(dataset, args, parser):
     print('Accuracy: %.2f%% (%d of %d correct)' % (100.0 * (n - errors) / n, n - errors, n))
     print('Time: %.2f s (%.3f ms per image)' % (elapsed, 1000.0 * elapsed / n))
     print('Test error: %.2f%% (%d images, mode %s)' % (100.0 * errors / n, n, args.mode))
+
+
+def run(args, parser):
+    """``python -m binary_net evaluate DATASET``: returns the exit status."""
+    return report_errors(lambda: run_evaluation(args.dataset, args, parser))
 
 
 def main(dataset, argv=None):
@@ -318,16 +314,4 @@ def main(dataset, argv=None):
         raise ValueError('no evaluation script for dataset %r' % dataset)
     parser = build_parser(dataset)
     args = parser.parse_args(argv)
-    try:
-        run(dataset, args, parser)
-    except (modelfile.ModelFileError, datasets.DatasetError, EvaluationError,
-            kernels.KernelBuildError) as error:
-        print('error: %s' % error, file=sys.stderr)
-        return EXIT_ERROR
-    except (OSError, MemoryError) as error:
-        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr)
-        return 130
-    return 0
+    return report_errors(lambda: run_evaluation(dataset, args, parser))

@@ -1,7 +1,7 @@
 """Cortex-M firmware for an exported model: sources, build, sizes, emulation.
 
 ``python -m binary_net export --target cortex-m4`` (or ``cortex-m3``) writes,
-beside the C files of :mod:`binary_net.export`, a bare-metal firmware for the
+beside the C files of :mod:`binary_net.deploy.export`, a bare-metal firmware for the
 Arm MPS2 board QEMU emulates for that core (``mps2-an386``: Cortex-M4,
 ``mps2-an385``: Cortex-M3), and builds it when ``arm-none-eabi-gcc`` is on the
 ``PATH``:
@@ -32,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             'csrc', 'export', 'cortex_m')
 
 #: target name -> (gcc -mcpu, QEMU machine, core name)

@@ -1,4 +1,7 @@
-"""``python -m binary_net export``: standalone C99 inference code for a trained model.
+"""Standalone C99 inference code for an integer network (``python -m binary_net export``).
+
+Part of the deployment code (:mod:`binary_net.deploy`); the command itself is
+:mod:`binary_net.cli.export`.
 
 The code computes exactly what :mod:`binary_net.integer` (``mode='int'``) computes:
 the same integer codes, the same rounding and saturation, so the label and the
@@ -29,25 +32,22 @@ by default the network's name):
 
 With ``--target cortex-m3`` or ``cortex-m4`` a bare-metal firmware for QEMU's
 MPS2 board of that core is written beside them and, where arm-none-eabi-gcc is
-installed, built (:mod:`binary_net.firmware`). ``--popcount`` chooses the bit
+installed, built (:mod:`binary_net.deploy.firmware`). ``--popcount`` chooses the bit
 count of ``PREFIX.c`` (``csrc/export/popcount.c``). The templates of every file
 are in ``csrc/export/``.
 
-The export calibrates activation ranges on the first ``--calibration-size``
-training images of the network's dataset (as the evaluation scripts do for fixed
-and int modes), then prints the flash (constant data) and RAM the model needs.
+The command calibrates activation ranges on the first ``--calibration-size``
+training images of the network's dataset (as the evaluation does for fixed and int
+modes), then prints the flash (constant data) and RAM the model needs.
 """
 import os
 import re
-import sys
 
 import numpy as np
 
+from ..modelfile import atomic_write
 from . import firmware
 
-EXIT_ERROR = 2
-CALIBRATION_SIZE = 1000
-DATASETS = ('mnist', 'fashion-mnist', 'cifar10', 'svhn')
 _IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 
@@ -59,7 +59,8 @@ class ExportError(Exception):
 # C source templates: files in csrc/export/ (@P@ is the prefix, @U@ its upper case)
 # ---------------------------------------------------------------------------
 
-TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc', 'export')
+TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            'csrc', 'export')
 #: Layer kinds in the order their C functions appear; each is csrc/export/layer_KIND.c.
 #: --popcount choices; BN_POPCOUNT_<upper case> in csrc/export/popcount.c.
 POPCOUNTS = ('builtin', 'swar', 'table')
@@ -350,19 +351,16 @@ def write_c(program, out_dir, name, source='a trained model', popcount='builtin'
             target='host'):
     """:func:`generate_c`, then write the files into ``out_dir`` (created if needed).
 
-    With a Cortex-M ``target`` (a key of :data:`binary_net.firmware.TARGETS`),
+    With a Cortex-M ``target`` (a key of :data:`binary_net.deploy.firmware.TARGETS`),
     the firmware's sources, linker script and Makefile are written beside them
-    (:func:`binary_net.firmware.generate_sources`); nothing is built.
+    (:func:`binary_net.deploy.firmware.generate_sources`); nothing is built.
 
     Returns
     -------
     CExport, with :attr:`CExport.paths` set.
     """
-    from .modelfile import atomic_write
-
     export = generate_c(program, name, source, popcount)
     if target != 'host':
-        from . import firmware
         export.files.update(firmware.generate_sources(name, target, popcount))
     os.makedirs(out_dir, exist_ok=True)
     for filename, text in export.files.items():
@@ -370,167 +368,3 @@ def write_c(program, out_dir, name, source='a trained model', popcount='builtin'
         atomic_write(path, lambda f, text=text: f.write(text.encode('ascii')))
         export.paths.append(path)
     return export
-
-
-# ---------------------------------------------------------------------------
-# The command
-# ---------------------------------------------------------------------------
-
-def add_arguments(parser):
-    from .evaluation import positive_int
-    parser.epilog = ('Writes PREFIX.h (the API), PREFIX_weights.h (packed binary weights and '
-                     'int16 constants), PREFIX.c (the inference) and PREFIX_example.c (a '
-                     'harness reading raw int8 images), computing exactly what '
-                     '--mode int of the evaluation scripts computes, and prints the flash and '
-                     'RAM the model needs. Activation ranges are calibrated on the first '
-                     '--calibration-size training images of the dataset. With a Cortex-M '
-                     '--target it also writes a firmware (startup code, semihosting '
-                     'harness, linker script, Makefile), builds it with arm-none-eabi-gcc '
-                     'when installed and prints arm-none-eabi-size\'s flash and RAM.')
-    parser.add_argument('--model', required=True, metavar='PATH',
-                        help='model file (.npz) written by training, or a packed model '
-                             'file (python -m binary_net pack)')
-    parser.add_argument('--out', required=True, metavar='DIR',
-                        help='directory to write the C files into (created if needed)')
-    parser.add_argument('--name', metavar='PREFIX',
-                        help='C prefix of the files and of PREFIX_predict() '
-                             '(default: the network\'s name)')
-    parser.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
-                        metavar='N', help='calibrate activation ranges on the first N '
-                                          'training images (default: %(default)s)')
-    parser.add_argument('--data-path', metavar='DIR',
-                        help='data root (default: $PYLEARN2_DATA_PATH, else ~/pylearn2_data)')
-    parser.add_argument('--target', choices=('host',) + tuple(firmware.TARGETS),
-                        default='host',
-                        help='host: portable C99 with a host harness (default); cortex-m3, '
-                             'cortex-m4: also a firmware for QEMU\'s MPS2 board of that core '
-                             '(mps2-an385, mps2-an386) with start-up code, linker script and '
-                             'Makefile, built with arm-none-eabi-gcc -Os when installed')
-    parser.add_argument('--popcount', choices=POPCOUNTS,
-                        help='popcount of the C code: builtin (__builtin_popcountll; the '
-                             'host default), swar or table (portable; swar is the Cortex-M '
-                             'default, where the builtin is a library call)')
-    parser.add_argument('--no-build', action='store_true',
-                        help='with a Cortex-M --target: write the sources and Makefile only')
-    parser.add_argument('--dataset', choices=DATASETS,
-                        help='dataset to calibrate on (default: the network\'s name); needed '
-                             'for position-only files of the original code')
-
-
-def _load(args):
-    from . import inference, modelfile
-
-    dataset = args.dataset
-    if getattr(modelfile, 'is_packed', None) and modelfile.is_packed(args.model):
-        network, spec, _ = modelfile.load_packed(args.model)
-        spec = spec or {'name': network.name}
-        return _calibrate(args, network, spec, dataset, '%d ops, packed' % len(network))
-    values, spec, _ = modelfile.load_model(args.model)
-    if spec is None:
-        if dataset is None or dataset == 'fashion-mnist':
-            raise ExportError('%s is a position-only file without a network description: '
-                              'give --dataset mnist, cifar10 or svhn' % args.model)
-        from .evaluation import reference_spec
-        spec = reference_spec(dataset, values)
-    network = inference.fold(spec, values, source=os.path.basename(args.model))
-    return _calibrate(args, network, spec, dataset, '%d arrays' % len(values))
-
-
-def _calibrate(args, network, spec, dataset, contents):
-    from . import datasets, preprocessing
-
-    preprocess = preprocessing.from_file(args.model)
-    if not preprocess.is_identity:
-        raise ExportError('%s was trained with %s preprocessing, which the C export does not '
-                          'implement (it feeds int8 pixels scaled to [-1, 1]); export a model '
-                          'trained without --gcn/--zca' % (args.model, preprocess.describe()))
-
-    if dataset is None:
-        dataset = spec.get('name')
-        if dataset not in DATASETS:
-            raise ExportError('cannot tell which training images calibrate the %r network: '
-                              'give --dataset' % (spec.get('name'),))
-    data = datasets.load(dataset, args.data_path)
-    X_train = data['train'][0]
-    if X_train.shape[1:] != network.input_shape:
-        raise ExportError('the %s network takes inputs shaped %s, but %s images are shaped %s'
-                          % (spec.get('name', 'given'), network.input_shape, dataset,
-                             X_train.shape[1:]))
-    n = min(args.calibration_size, len(X_train))
-    if n == 0:
-        raise ExportError('the %s training set is empty: nothing to calibrate on' % dataset)
-    network.calibrate(datasets.to_unit_range(X_train[:n]))
-    return network, spec, dataset, n, contents
-
-
-def _kib(n):
-    return '%s bytes (%.1f KiB)' % (format(n, ','), n / 1024.0)
-
-
-def run(args):
-    """Export ``args.model`` as C into ``args.out``; returns the exit status."""
-    from . import datasets, integer, modelfile
-
-    try:
-        network, spec, dataset, n_calib, contents = _load(args)
-        program = integer.compile_network(network)
-        name = args.name or re.sub(r'\W', '_', spec.get('name') or 'model')
-        if name[:1].isdigit():
-            name = 'model_' + name
-        popcount = args.popcount or ('builtin' if args.target == 'host' else 'swar')
-        export = write_c(program, args.out, name, os.path.basename(args.model), popcount,
-                         args.target)
-        built = None
-        if args.target != 'host' and not args.no_build and not firmware.toolchain_missing():
-            built = firmware.build(args.out, name, args.target, popcount)
-    except (modelfile.ModelFileError, datasets.DatasetError, ExportError, ValueError,
-            RuntimeError, firmware.FirmwareError) as error:
-        print('error: %s' % error, file=sys.stderr)
-        return EXIT_ERROR
-    except (OSError, MemoryError) as error:
-        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
-        return EXIT_ERROR
-    print('Model: %s (%s network, %s)' % (args.model, spec.get('name', '?'), contents))
-    print('Calibration: first %d %s training images' % (n_calib, dataset))
-    print('Integer network (int8 Q0.7 input, int16 codes, int64 accumulators):')
-    print(program.describe())
-    print('Wrote: %s' % ', '.join(export.paths))
-    detail = ', '.join('%s %s' % (k, format(v, ',')) for k, v in export.flash_detail.items() if v)
-    print('Flash: %s of constant data (%s)' % (_kib(export.flash_bytes), detail))
-    print('RAM: %s (activation arena %s int16 = the largest input+output pair, scratch %s)'
-          % (_kib(export.ram_bytes), format(export.arena_elements, ','),
-             format(export.scratch_bytes, ',')))
-    print('Popcount: %s' % popcount)
-    if args.target == 'host':
-        print('Build: cc -std=c99 -O2 -o %s_example %s.c %s_example.c' % (name, name, name))
-    else:
-        _report_firmware(args, name, export, built)
-    return 0
-
-
-def _report_firmware(args, name, export, built):
-    cpu, board, core = firmware.TARGETS[args.target]
-    if built is None:
-        why = 'as asked (--no-build)' if args.no_build else firmware.toolchain_missing()
-        print('Firmware: not built, %s; build it with: make -C %s' % (why, args.out))
-        return
-    print('Firmware: %s for %s (%s): %s -mcpu=%s -mthumb -Os'
-          % (built.elf, board, core, firmware.CC, cpu))
-    print('arm-none-eabi-size: text %s, data %s, bss %s (stack %s included): '
-          'flash %s, RAM %s'
-          % tuple(format(v, ',') for v in (built.text, built.data, built.bss,
-                                          firmware.STACK_BYTES, built.flash_bytes,
-                                          built.ram_bytes)))
-    model = built.model
-    folded = export.flash_bytes - model['rodata']
-    print('  of which %s.o: constant data %s (the Flash above%s), code %s, static RAM %s '
-          '(the RAM above)'
-          % (name, format(model['rodata'], ','),
-             ' less %d bytes of geometry the compiler folded into code' % folded if folded else '',
-             format(model['text'], ','), format(model['bss'] + model['data'], ',')))
-    parts = firmware.fitting_parts(args.target, built.flash_bytes, built.ram_bytes)
-    if parts:
-        print('Fits: %s (%s KiB flash, %s KiB RAM) and larger parts'
-              % (parts[0][0], parts[0][2] >> 10, parts[0][3] >> 10))
-    print('Run: cd %s && %s' % (args.out, ' '.join(
-        firmware.qemu_command(os.path.basename(built.elf), args.target, 'images.bin'))))
