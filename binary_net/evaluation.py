@@ -10,7 +10,7 @@ evaluated in every mode.
 
 Model files written by :func:`binary_net.modelfile.save_model` carry their network
 description. Position-only ``.npz`` files of the original theano-xnor-net get the
-script's reference architecture (:mod:`binary_net.networks`), with the widths
+script's reference architecture (:func:`binary_net.spec.reference_spec`), with the widths
 (units of dense layers, filters of convolutions) read from the arrays' shapes.
 
 Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`), then
@@ -29,8 +29,9 @@ import time
 
 import numpy as np
 
-from . import (argtypes, datasets, inference, integer, kernels, modelfile,  # integer: mode 'int'
-               preprocessing)
+from . import (argtypes, datasets, errors, inference, integer,  # integer: mode 'int'
+               kernels, modelfile, preprocessing)
+from .spec import reference_spec
 
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000
@@ -44,48 +45,10 @@ MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point',
              'int': 'true integer arithmetic, bit-exact with the C export'}
 FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
                       rounding='half_even')
-# Layer types whose first array (W) gives the layer's width, and which axis holds it.
-_WIDTH_FROM_W = {'xnor_dense': ('num_units', 2, 1), 'dense': ('num_units', 2, 1),
-                 'xnor_conv': ('num_filters', 4, 0), 'conv': ('num_filters', 4, 0)}
 
 
 class EvaluationError(Exception):
     """A problem to report as one ``error:`` line (bad arguments for this data, say)."""
-
-
-def reference_spec(dataset, values):
-    """The reference network of ``dataset`` with its widths read from position-only arrays.
-
-    A position-only file is the original theano-xnor-net's: the description is
-    marked with its inference conventions (:func:`modelfile.original_conventions`).
-    Walks :func:`binary_net.networks.REFERENCE_SPECS` ``[dataset]()`` over the arrays
-    in file order; each dense layer takes its ``num_units`` from ``W.shape[1]`` and
-    each convolution its ``num_filters`` from ``W.shape[0]`` where that array has the
-    right number of dimensions. Anything else that does not fit is left for
-    :func:`binary_net.inference.fold` to report.
-
-    Parameters
-    ----------
-    dataset : {'mnist', 'cifar10', 'svhn'}
-    values : list of ndarray, in file order
-
-    Returns
-    -------
-    dict, a network description.
-    """
-    from . import networks  # imports Theano; only position-only files need it
-
-    spec = modelfile.original_conventions(networks.REFERENCE_SPECS[dataset]())
-    position = 0
-    for entry in spec['layers']:
-        rule = _WIDTH_FROM_W.get(entry['type'])
-        if rule and position < len(values):
-            key, ndim, axis = rule
-            shape = np.shape(values[position])
-            if len(shape) == ndim:
-                entry[key] = int(shape[axis])
-        position += len(inference.PARAMS_PER_TYPE[entry['type']])
-    return spec
 
 
 def load_network(path, dataset):
@@ -325,7 +288,7 @@ def main(dataset, argv=None):
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:
-        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
+        print('error: %s' % errors.first_line(error), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)

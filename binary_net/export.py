@@ -43,7 +43,8 @@ import sys
 
 import numpy as np
 
-from . import firmware
+from . import errors, firmware
+from .spec import reference_spec
 
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000
@@ -430,7 +431,6 @@ def _load(args):
         if dataset is None or dataset == 'fashion-mnist':
             raise ExportError('%s is a position-only file without a network description: '
                               'give --dataset mnist, cifar10 or svhn' % args.model)
-        from .evaluation import reference_spec
         spec = reference_spec(dataset, values)
     network = inference.fold(spec, values, source=os.path.basename(args.model))
     return _calibrate(args, network, spec, dataset, '%d arrays' % len(values))
@@ -488,7 +488,7 @@ def run(args):
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:
-        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
+        print('error: %s' % errors.first_line(error), file=sys.stderr)
         return EXIT_ERROR
     print('Model: %s (%s network, %s)' % (args.model, spec.get('name', '?'), contents))
     print('Calibration: first %d %s training images' % (n_calib, dataset))

@@ -29,22 +29,11 @@ import zipfile
 import numpy as np
 
 from . import safeopen
+from .errors import ModelFileError, first_line
+from .spec import (MAX_WIDTH, MAX_WINDOW, OP_PARAMS, WIDTH, boolean, check_input_shape, int_in,
+                   is_int, pair_of, reference_spec, validate_description)
 
 COMMENT_PREFIX = b'binary_net-model:'
-#: Most values per sample a description may declare for its input (64 Mi).
-MAX_INPUT_VALUES = 1 << 26
-#: Most units or filters a description may give one layer.
-MAX_WIDTH = 1 << 24
-_MAX_WINDOW = 1 << 16
-
-
-class ModelFileError(Exception):
-    """A model file is missing, truncated, foreign or does not fit the network."""
-
-
-def first_line(error):
-    """The first line of an exception's message, or its type's name if it has none."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 class _DetachableFile:
@@ -312,138 +301,6 @@ def check_finite(named_arrays, path):
                                  'parameters is refused' % (path, name, _describe_non_finite(value)))
 
 
-# ---------------------------------------------------------------------------
-# The network description's schema
-# ---------------------------------------------------------------------------
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int_in(low, high):
-    def check(value):
-        return _is_int(value) and low <= value <= high
-    check.text = 'an integer %d..%d' % (low, high)
-    return check
-
-
-def _pair_of(check_one):
-    def check(value):
-        if check_one(value):
-            return True
-        return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check_one, value))
-    check.text = '%s or a pair of them' % check_one.text
-    return check
-
-
-def _one_of(*choices):
-    def check(value):
-        return any(value == c and type(value) is type(c) for c in choices)
-    check.text = 'one of %s' % ', '.join(repr(c) for c in choices)
-    return check
-
-
-def _boolean(value):
-    return isinstance(value, bool)
-
-
-_boolean.text = 'true or false'
-
-
-def _finite(value):
-    return _is_number(value)
-
-
-_finite.text = 'a finite number'
-
-
-def _probability(value):
-    return _is_number(value) and 0 <= value < 1
-
-
-_probability.text = 'a number in [0, 1)'
-
-
-def _padding(value):
-    return _one_of('valid', 'full', 'same')(value) or _pair_of(_int_in(0, _MAX_WINDOW))(value)
-
-
-_padding.text = "'valid', 'full', 'same', or an integer 0..%d or a pair of them" % _MAX_WINDOW
-
-_WIDTH = _int_in(1, MAX_WIDTH)
-_WINDOW = _pair_of(_int_in(1, _MAX_WINDOW))
-_NONLINEARITY = _one_of('identity', 'linear', 'softmax', 'rectify', None)
-_CONV_KEYS = {'num_filters': _WIDTH, 'filter_size': _WINDOW, 'stride': _WINDOW, 'pad': _padding,
-              'flip_filters': _boolean}
-_FLAGS = {'binary_input': _boolean, 'scale_input': _boolean, 'scale_weights': _boolean}
-#: type -> ({key: check}, required keys). Types not listed are left to the folding.
-_LAYER_SCHEMA = {
-    'xnor_dense': (dict(_FLAGS, num_units=_WIDTH, bias_before_scaling=_boolean), ('num_units',)),
-    'dense': ({'num_units': _WIDTH, 'nonlinearity': _NONLINEARITY}, ('num_units',)),
-    'xnor_conv': (dict(_CONV_KEYS, **_FLAGS), ('num_filters', 'filter_size')),
-    'conv': (dict(_CONV_KEYS, nonlinearity=_NONLINEARITY), ('num_filters', 'filter_size')),
-    'batch_norm': ({'epsilon': _finite, 'alpha': _finite}, ()),
-    'max_pool': ({'pool_size': _WINDOW}, ()),
-    'dropout': ({'p': _probability}, ()),
-}
-
-
-def _check_input_shape(shape, what, batch_axis):
-    """Sizes of an input shape: positive integers, MAX_INPUT_VALUES per sample at most."""
-    sizes = list(shape)[1:] if batch_axis else list(shape)
-    if not isinstance(shape, (list, tuple)) or not sizes \
-            or (batch_axis and shape[0] is not None and not _WIDTH(shape[0])) \
-            or not all(_is_int(s) and s >= 1 for s in sizes):
-        raise ModelFileError('bad %s: input shape %r needs positive integer sizes'
-                             % (what, shape))
-    if math.prod(sizes) > MAX_INPUT_VALUES:
-        raise ModelFileError('bad %s: input shape %r has %d values per sample; at most %d '
-                             'are read' % (what, shape, math.prod(sizes), MAX_INPUT_VALUES))
-
-
-def validate_description(spec):
-    """Check a network description (see :mod:`binary_net.networks`) against its schema.
-
-    The keys of the known layer types must have the right types and ranges
-    (``num_units`` a positive integer, ``pool_size`` a positive pair, flags
-    booleans, ...), and the input at most :data:`MAX_INPUT_VALUES` values per
-    sample. Unknown keys are ignored; unknown layer types are left to the code
-    that uses them.
-
-    Raises
-    ------
-    ModelFileError
-        One line: ``bad network description: ...`` naming the layer and key.
-    """
-    if not isinstance(spec, dict) or not isinstance(spec.get('layers'), list) \
-            or 'input_shape' not in spec:
-        raise ModelFileError("bad network description: expected a dict with 'input_shape' "
-                             "and a list of 'layers'")
-    for key in ('name', 'loss'):
-        if spec.get(key) is not None and not isinstance(spec[key], str):
-            raise ModelFileError('bad network description: %s must be a string, got %r'
-                                 % (key, spec[key]))
-    _check_input_shape(spec['input_shape'], 'network description', batch_axis=True)
-    for number, entry in enumerate(spec['layers'], 1):
-        if not isinstance(entry, dict) or not isinstance(entry.get('type'), str):
-            raise ModelFileError('bad network description: layer %d is not a dict with a '
-                                 'type' % number)
-        checks, required = _LAYER_SCHEMA.get(entry['type'], ({}, ()))
-        for key in required:
-            if key not in entry:
-                raise ModelFileError('bad network description: %s layer %d lacks %s'
-                                     % (entry['type'], number, key))
-        for key, check in checks.items():
-            if key in entry and not check(entry[key]):
-                raise ModelFileError('bad network description: %s layer %d: %s must be %s, '
-                                     'got %r' % (entry['type'], number, key, check.text,
-                                                 entry[key]))
-
-
 def load_model(path):
     """Read a model file written by :func:`save_model` or by the original code.
 
@@ -515,56 +372,6 @@ def check_shapes(param_values, params, path='model'):
 
 
 # ---------------------------------------------------------------------------
-# Position-only files of the original theano-xnor-net
-# ---------------------------------------------------------------------------
-
-ORIGINAL = 'theano-xnor-net'
-
-
-def original_conventions(spec):
-    """A copy of a reference network description marked with the original's inference.
-
-    A position-only file (no description in it) was written by the original
-    theano-xnor-net (Python 2, Lasagne master), whose test scripts differ from this
-    package's inference in four ways, all recorded in the description so that
-    :func:`binary_net.inference.fold` and the evaluation reproduce its predictions:
-
-    * XNOR layers use the stored ``xalpha`` (one training step behind ``W``), not
-      mean |W| (``alpha: 'stored'``);
-    * XNOR dense layers add the bias before the K * alpha scaling
-      (``bias_before_scaling: True``);
-    * ``beta_filter`` is stored as (F, C, fh, fw) filled with 1 / (C * fh * fw)
-      (``beta_filter: 'full'``); batch norms fold in float32 with the original's
-      formula (``fold: 'float32'``);
-    * pixels were scaled as pylearn2 data ``X * (2.0 / 255) - 1.0`` (MNIST: ``X /
-      255 * 2 - 1``; ``pixel_scaling: 'original'``), and SVHN classes are the .mat
-      labels minus 1, so digit 0 is class 9 (``labels: 'svhn_mat_minus_one'``).
-
-    Parameters
-    ----------
-    spec : dict
-        A reference description (:data:`binary_net.networks.REFERENCE_SPECS`).
-
-    Returns
-    -------
-    dict, marked with ``origin: 'theano-xnor-net'``.
-    """
-    marked = json.loads(json.dumps(spec))
-    marked['origin'] = ORIGINAL
-    marked['pixel_scaling'] = 'original'
-    if marked.get('name') == 'svhn':
-        marked['labels'] = 'svhn_mat_minus_one'
-    for entry in marked['layers']:
-        if entry['type'] == 'xnor_dense':
-            entry.update(alpha='stored', bias_before_scaling=True)
-        elif entry['type'] == 'xnor_conv':
-            entry.update(alpha='stored', beta_filter='full')
-        elif entry['type'] == 'batch_norm':
-            entry['fold'] = 'float32'
-    return marked
-
-
-# ---------------------------------------------------------------------------
 # Packed model files: binary weights at 1 bit each
 # ---------------------------------------------------------------------------
 #
@@ -609,9 +416,9 @@ PACKED_VERSION = 1
 BIT_ORDER = ('little-endian uint64 words; element k of a packed vector is bit k % 64 '
              '(least significant bit first) of word k // 64; bit 1 = +1, bit 0 = -1; '
              'unused trailing bits are 0')
-_OP_ARRAYS = {'xnor_dense': ('bits', 'alpha', 'b'), 'xnor_conv': ('bits', 'alpha', 'b'),
-              'conv': ('W', 'b'), 'dense': ('W', 'b'), 'affine': ('scale', 'offset'),
-              'max_pool': (), 'rectify': (), 'softmax': ()}
+# The entries of each op: the packed weight signs of the XNOR ops, then op.params.
+_OP_ARRAYS = {kind: (('bits',) if kind.startswith('xnor') else ()) + names
+              for kind, names in OP_PARAMS.items()}
 
 
 def _words(n):
@@ -768,11 +575,6 @@ def is_packed(path):
         return False
 
 
-def _first_line(error):
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def load_packed(path):
     """Read a packed model file written by :func:`save_packed`.
 
@@ -823,7 +625,7 @@ def load_packed(path):
         network = _unpack_network(header, arrays)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError('%s has a malformed packed network: %s'
-                             % (path, _first_line(error))) from None
+                             % (path, first_line(error))) from None
     except ModelFileError as error:
         raise ModelFileError('%s: %s' % (path, error)) from None
     except MemoryError:
@@ -833,12 +635,12 @@ def load_packed(path):
 
 _PACKED_FLAGS = ('binary_input', 'scale_input', 'scale_weights')
 _PACKED_SCHEMA = {
-    'xnor_dense': dict({name: _boolean for name in _PACKED_FLAGS + ('bias_before_scaling',)},
-                       n_in=_int_in(1, 1 << 40), units=_WIDTH),
-    'xnor_conv': dict({name: _boolean for name in _PACKED_FLAGS},
-                      stride=_pair_of(_int_in(1, _MAX_WINDOW)), pad=_pair_of(_int_in(0, _MAX_WINDOW))),
-    'conv': dict(stride=_pair_of(_int_in(1, _MAX_WINDOW)), pad=_pair_of(_int_in(0, _MAX_WINDOW))),
-    'max_pool': dict(pool_size=_pair_of(_int_in(1, _MAX_WINDOW))),
+    'xnor_dense': dict({name: boolean for name in _PACKED_FLAGS + ('bias_before_scaling',)},
+                       n_in=int_in(1, 1 << 40), units=WIDTH),
+    'xnor_conv': dict({name: boolean for name in _PACKED_FLAGS},
+                      stride=pair_of(int_in(1, MAX_WINDOW)), pad=pair_of(int_in(0, MAX_WINDOW))),
+    'conv': dict(stride=pair_of(int_in(1, MAX_WINDOW)), pad=pair_of(int_in(0, MAX_WINDOW))),
+    'max_pool': dict(pool_size=pair_of(int_in(1, MAX_WINDOW))),
 }
 
 
@@ -852,20 +654,20 @@ def _validate_packed_header(header):
         raise ModelFileError('bad packed-model header: name must be a string')
     if header.get('spec') is not None:
         validate_description(header['spec'])
-    _check_input_shape(header.get('input_shape'), 'packed-model header', batch_axis=False)
+    check_input_shape(header.get('input_shape'), 'packed-model header', batch_axis=False)
     if not isinstance(header.get('ops'), list):
         raise ModelFileError('bad packed-model header: ops must be a list')
     for index, record in enumerate(header['ops']):
         if not isinstance(record, dict) or not isinstance(record.get('op'), str):
             raise ModelFileError('bad packed-model header: op %d is not a dict with an op kind'
                                  % index)
-        if record.get('layer') is not None and not _is_int(record['layer']):
+        if record.get('layer') is not None and not is_int(record['layer']):
             raise ModelFileError('bad packed-model header: op %d layer must be an integer' % index)
         checks = dict(_PACKED_SCHEMA.get(record['op'], {}))
         if record['op'] == 'xnor_conv':
             shape = record.get('filter_shape')
             if not isinstance(shape, list) or len(shape) != 4 \
-                    or not all(_is_int(v) and 1 <= v <= MAX_WIDTH for v in shape):
+                    or not all(is_int(v) and 1 <= v <= MAX_WIDTH for v in shape):
                 raise ModelFileError('bad packed-model header: op %d (xnor_conv) filter_shape '
                                      'must be 4 positive integers, got %r' % (index, shape))
         for key, check in checks.items():
@@ -943,7 +745,7 @@ def _unpack_network(header, arrays):
     try:
         network.output_shape()   # runs a zero sample: shapes must chain
     except ValueError as error:
-        raise ModelFileError('its ops do not fit together: %s' % _first_line(error)) from None
+        raise ModelFileError('its ops do not fit together: %s' % first_line(error)) from None
     return network
 
 
@@ -959,7 +761,7 @@ def add_arguments(parser):
                         help='packed model file to write (binary weights at 1 bit each)')
     parser.add_argument('--dataset', choices=('mnist', 'cifar10', 'svhn'),
                         help="reference architecture for a position-only .npz of the "
-                             "original theano-xnor-net (imports Theano); files written by "
+                             "original theano-xnor-net; files written by "
                              "this package carry their network description")
 
 
@@ -1003,13 +805,12 @@ def run(args):
                 raise ModelFileError('%s has no network description (a position-only file '
                                      'of the original code): name its architecture with '
                                      '--dataset' % args.model)
-            from . import evaluation
-            spec = evaluation.reference_spec(args.dataset, values)
+            spec = reference_spec(args.dataset, values)
         network = inference.fold(spec, values, source=os.path.basename(args.model))
         written = _pack_verified(args.out, args.model, network, spec, extra,
                                  load_named_arrays(args.model))
     except (ModelFileError, OSError) as error:
-        print('error: %s' % _first_line(error), file=sys.stderr)
+        print('error: %s' % first_line(error), file=sys.stderr)
         return 2
     original = os.path.getsize(args.model)
     print('Packed %s (%s network) into %s' % (args.model, spec.get('name', '?'), args.out))
