@@ -58,10 +58,11 @@ NETWORKS = ('mnist4096', 'mnist-model', 'cifar10')
 def random_network(spec, seed=0):
     import numpy as np
     from binary_net import inference
+    from binary_net.spec import expected_param_shapes
 
     rng = np.random.RandomState(seed)
     values = []
-    for _, _, name, shape in inference.expected_param_shapes(spec):
+    for _, _, name, shape in expected_param_shapes(spec):
         if name == 'inv_std':
             value = rng.uniform(0.5, 1.5, shape)
         elif name == 'beta_filter':
@@ -75,14 +76,15 @@ def random_network(spec, seed=0):
 def build(name, args):
     """(description, FoldedNetwork, batch) of a benchmark network, or None to skip."""
     import numpy as np
-    from binary_net import modelfile, networks
+    from binary_net import modelfile
     from binary_net.cli.common import open_model
+    from binary_net.spec import cifar10_spec, mnist_spec
 
     if name == 'mnist4096':
-        net, batch = random_network(networks.mnist_spec(num_units=4096)), args.mnist_batch
+        net, batch = random_network(mnist_spec(num_units=4096)), args.mnist_batch
         what = 'MNIST MLP 784-4096-4096-4096-10, random weights'
     elif name == 'cifar10':
-        net, batch = random_network(networks.cifar10_spec()), args.cifar_batch
+        net, batch = random_network(cifar10_spec()), args.cifar_batch
         what = 'CIFAR-10 network (128-128-256-256-512-512 filters, 1024 units), random weights'
     else:
         path = args.mnist_model or next((p for p in SHIPPED_CANDIDATES if os.path.exists(p)),

@@ -116,20 +116,14 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .modelfile import ModelFileError
+from .errors import ModelFileError
+from .spec import PARAMS_PER_TYPE, expected_param_shapes, layer_plan, output_size
 
 __all__ = ['fold', 'FoldedNetwork', 'Op', 'XnorDense', 'XnorConv', 'Conv', 'Dense',
            'Affine', 'MaxPool', 'Rectify', 'Softmax', 'FixedPointConfig', 'quantize',
            'quantize_codes', 'fixed_format', 'im2col', 'conv2d', 'matmul_rows', 'sign', 'MODES',
            'register_mode', 'ROUNDINGS', 'PARAMS_PER_TYPE', 'expected_param_shapes',
            'FloatContext', 'FixedContext', 'CalibrationContext']
-
-# Parameter arrays per layer type, in model-file order (as binary_net.networks).
-PARAMS_PER_TYPE = {'xnor_conv': ('W', 'b', 'beta_filter', 'xalpha'),
-                   'xnor_dense': ('W', 'b', 'xalpha'),
-                   'conv': ('W', 'b'), 'dense': ('W', 'b'),
-                   'batch_norm': ('beta', 'gamma', 'mean', 'inv_std'),
-                   'max_pool': (), 'dropout': ()}
 
 # Largest im2col matrix built at once, in elements; convolutions of bigger batches
 # are computed in chunks of samples so that memory stays bounded.
@@ -154,10 +148,6 @@ def _pad_hw(x, pad):
     if ph == 0 and pw == 0:
         return x
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-
-
-def _output_size(size, filter_size, stride, pad):
-    return (size + 2 * pad - filter_size) // stride + 1
 
 
 def im2col(x, filter_size, stride=(1, 1), pad=(0, 0)):
@@ -218,8 +208,8 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0), per_sample=True):
     f, c_w, fh, fw = w.shape
     if c != c_w:
         raise ValueError('input has %d channels but the filters expect %d' % (c, c_w))
-    ho = _output_size(h, fh, stride[0], pad[0])
-    wo = _output_size(wd, fw, stride[1], pad[1])
+    ho = output_size(h, fh, stride[0], pad[0])
+    wo = output_size(wd, fw, stride[1], pad[1])
     w_mat = w.reshape(f, -1).T
     out = np.empty((n, f, ho, wo), dtype=np.result_type(x.dtype, w.dtype))
     step = max(1, IM2COL_MAX_ELEMENTS // max(1, ho * wo * c * fh * fw))
@@ -983,112 +973,6 @@ class FoldedNetwork:
 # Folding a spec and its arrays
 # ---------------------------------------------------------------------------
 
-def _pair(value, what):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value), int(value))
-    try:
-        first, second = value
-        return (int(first), int(second))
-    except (TypeError, ValueError):
-        raise ModelFileError('bad network description: %s must be an int or a pair, got %r'
-                             % (what, value)) from None
-
-
-def _explicit_pad(pad, filter_size, what):
-    """Lasagne's pad argument ('valid', 'full', 'same', int or pair) as explicit zero padding."""
-    if isinstance(pad, str):
-        if pad == 'valid':
-            return (0, 0)
-        if pad == 'full':
-            return tuple(s - 1 for s in filter_size)
-        if pad == 'same':
-            if any(s % 2 == 0 for s in filter_size):
-                raise ModelFileError("bad network description: %s pad='same' needs odd "
-                                     "filter sizes, got %r" % (what, filter_size))
-            return tuple(s // 2 for s in filter_size)
-        raise ModelFileError('bad network description: %s has unknown pad %r' % (what, pad))
-    return _pair(pad, what + ' pad')
-
-
-def _plan(spec):
-    """Walk a spec: per layer (number, entry, geometry, [(array name, expected shape)])."""
-    if not isinstance(spec, dict) or 'layers' not in spec or 'input_shape' not in spec:
-        raise ModelFileError('bad network description: expected a dict with '
-                             "'input_shape' and 'layers'")
-    if spec.get('format', 1) != 1:
-        raise ModelFileError('unsupported network description format %r' % spec.get('format'))
-    shape = tuple(spec['input_shape'])[1:]
-    if any(not isinstance(s, (int, np.integer)) or s <= 0 for s in shape) or not shape:
-        raise ModelFileError('bad network description: input shape %r needs fixed sizes '
-                             'after the batch axis' % (spec['input_shape'],))
-    input_shape = tuple(int(s) for s in shape)
-    plan = []
-    for number, entry in enumerate(spec['layers'], 1):
-        kind = entry.get('type') if isinstance(entry, dict) else None
-        if kind not in PARAMS_PER_TYPE:
-            raise ModelFileError('bad network description: layer %d has unknown type %r'
-                                 % (number, kind))
-        what = '%s layer %d' % (kind, number)
-        geometry, expected = {}, []
-        try:
-            if kind in ('xnor_dense', 'dense'):
-                n_in, units = int(np.prod(shape)), int(entry['num_units'])
-                expected = [('W', (n_in, units)), ('b', (units,))]
-                if kind == 'xnor_dense':
-                    expected.append(('xalpha', (units,)))
-                shape = (units,)
-            elif kind in ('xnor_conv', 'conv'):
-                if len(shape) != 3:
-                    raise ModelFileError('bad network description: %s needs images '
-                                         '(channels, rows, cols) but gets shape %s' % (what, shape))
-                fsize = _pair(entry['filter_size'], what + ' filter_size')
-                stride = _pair(entry.get('stride', 1), what + ' stride')
-                pad = _explicit_pad(entry.get('pad', 0), fsize, what)
-                filters = int(entry['num_filters'])
-                expected = [('W', (filters, shape[0]) + fsize), ('b', (filters,))]
-                if kind == 'xnor_conv':
-                    # 'box': this package's (1, 1, fh, fw); 'full': the original's
-                    # (F, C, fh, fw) filled with 1 / (C * fh * fw).
-                    box = (1, 1) if entry.get('beta_filter', 'box') != 'full' \
-                        else (filters, shape[0])
-                    expected += [('beta_filter', box + fsize), ('xalpha', (filters,))]
-                rows = _output_size(shape[1], fsize[0], stride[0], pad[0])
-                cols = _output_size(shape[2], fsize[1], stride[1], pad[1])
-                if rows <= 0 or cols <= 0:
-                    raise ModelFileError('bad network description: %s filter %s does not fit '
-                                         'its input %s' % (what, fsize, shape))
-                geometry = dict(stride=stride, pad=pad, flip=bool(entry.get('flip_filters', True)))
-                shape = (filters, rows, cols)
-            elif kind == 'batch_norm':
-                expected = [(name, (shape[0],)) for name in PARAMS_PER_TYPE[kind]]
-            elif kind == 'max_pool':
-                if len(shape) != 3:
-                    raise ModelFileError('bad network description: %s needs images but gets '
-                                         'shape %s' % (what, shape))
-                pool = _pair(entry.get('pool_size', 2), what + ' pool_size')
-                if shape[1] < pool[0] or shape[2] < pool[1]:
-                    raise ModelFileError('bad network description: %s window %s exceeds its '
-                                         'input %s' % (what, pool, shape))
-                geometry = dict(pool=pool)
-                shape = (shape[0], shape[1] // pool[0], shape[2] // pool[1])
-        except KeyError as missing:
-            raise ModelFileError('bad network description: %s lacks %s' % (what, missing)) from None
-        plan.append((number, entry, geometry, expected))
-    return input_shape, plan
-
-
-def expected_param_shapes(spec):
-    """The arrays a model file of ``spec`` holds, in file order.
-
-    Returns
-    -------
-    list of ``(layer number, layer type, array name, shape)``.
-    """
-    _, plan = _plan(spec)
-    return [(number, entry['type'], name, shape)
-            for number, entry, _, expected in plan for name, shape in expected]
-
-
 def _shape_str(shape):
     return '(%s)' % ', '.join(str(s) for s in shape) if len(shape) != 1 else '(%d,)' % shape[0]
 
@@ -1130,7 +1014,7 @@ def fold(spec, param_values, source='model'):
         not fit it, naming them, e.g. ``arr_0 has shape (784, 1024) but
         xnor_dense layer 1 needs (784, 4096) for W``.
     """
-    input_shape, plan = _plan(spec)
+    input_shape, plan = layer_plan(spec)
     name = spec.get('name') or 'given'
     expected = [(number, entry['type'], array, shape)
                 for number, entry, _, arrays in plan for array, shape in arrays]

@@ -29,22 +29,10 @@ import zipfile
 import numpy as np
 
 from . import safeopen
+from .errors import ModelFileError, first_line
+from .spec import validate_description
 
 COMMENT_PREFIX = b'binary_net-model:'
-#: Most values per sample a description may declare for its input (64 Mi).
-MAX_INPUT_VALUES = 1 << 26
-#: Most units or filters a description may give one layer.
-MAX_WIDTH = 1 << 24
-_MAX_WINDOW = 1 << 16
-
-
-class ModelFileError(Exception):
-    """A model file is missing, truncated, foreign or does not fit the network."""
-
-
-def first_line(error):
-    """The first line of an exception's message, or its type's name if it has none."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 class _DetachableFile:
@@ -318,138 +306,6 @@ def check_finite(named_arrays, path):
                                  'parameters is refused' % (path, name, _describe_non_finite(value)))
 
 
-# ---------------------------------------------------------------------------
-# The network description's schema
-# ---------------------------------------------------------------------------
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int_in(low, high):
-    def check(value):
-        return _is_int(value) and low <= value <= high
-    check.text = 'an integer %d..%d' % (low, high)
-    return check
-
-
-def _pair_of(check_one):
-    def check(value):
-        if check_one(value):
-            return True
-        return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check_one, value))
-    check.text = '%s or a pair of them' % check_one.text
-    return check
-
-
-def _one_of(*choices):
-    def check(value):
-        return any(value == c and type(value) is type(c) for c in choices)
-    check.text = 'one of %s' % ', '.join(repr(c) for c in choices)
-    return check
-
-
-def _boolean(value):
-    return isinstance(value, bool)
-
-
-_boolean.text = 'true or false'
-
-
-def _finite(value):
-    return _is_number(value)
-
-
-_finite.text = 'a finite number'
-
-
-def _probability(value):
-    return _is_number(value) and 0 <= value < 1
-
-
-_probability.text = 'a number in [0, 1)'
-
-
-def _padding(value):
-    return _one_of('valid', 'full', 'same')(value) or _pair_of(_int_in(0, _MAX_WINDOW))(value)
-
-
-_padding.text = "'valid', 'full', 'same', or an integer 0..%d or a pair of them" % _MAX_WINDOW
-
-_WIDTH = _int_in(1, MAX_WIDTH)
-_WINDOW = _pair_of(_int_in(1, _MAX_WINDOW))
-_NONLINEARITY = _one_of('identity', 'linear', 'softmax', 'rectify', None)
-_CONV_KEYS = {'num_filters': _WIDTH, 'filter_size': _WINDOW, 'stride': _WINDOW, 'pad': _padding,
-              'flip_filters': _boolean}
-_FLAGS = {'binary_input': _boolean, 'scale_input': _boolean, 'scale_weights': _boolean}
-#: type -> ({key: check}, required keys). Types not listed are left to the folding.
-_LAYER_SCHEMA = {
-    'xnor_dense': (dict(_FLAGS, num_units=_WIDTH, bias_before_scaling=_boolean), ('num_units',)),
-    'dense': ({'num_units': _WIDTH, 'nonlinearity': _NONLINEARITY}, ('num_units',)),
-    'xnor_conv': (dict(_CONV_KEYS, **_FLAGS), ('num_filters', 'filter_size')),
-    'conv': (dict(_CONV_KEYS, nonlinearity=_NONLINEARITY), ('num_filters', 'filter_size')),
-    'batch_norm': ({'epsilon': _finite, 'alpha': _finite}, ()),
-    'max_pool': ({'pool_size': _WINDOW}, ()),
-    'dropout': ({'p': _probability}, ()),
-}
-
-
-def _check_input_shape(shape, what, batch_axis):
-    """Sizes of an input shape: positive integers, MAX_INPUT_VALUES per sample at most."""
-    sizes = list(shape)[1:] if batch_axis else list(shape)
-    if not isinstance(shape, (list, tuple)) or not sizes \
-            or (batch_axis and shape[0] is not None and not _WIDTH(shape[0])) \
-            or not all(_is_int(s) and s >= 1 for s in sizes):
-        raise ModelFileError('bad %s: input shape %r needs positive integer sizes'
-                             % (what, shape))
-    if math.prod(sizes) > MAX_INPUT_VALUES:
-        raise ModelFileError('bad %s: input shape %r has %d values per sample; at most %d '
-                             'are read' % (what, shape, math.prod(sizes), MAX_INPUT_VALUES))
-
-
-def validate_description(spec):
-    """Check a network description (see :mod:`binary_net.networks`) against its schema.
-
-    The keys of the known layer types must have the right types and ranges
-    (``num_units`` a positive integer, ``pool_size`` a positive pair, flags
-    booleans, ...), and the input at most :data:`MAX_INPUT_VALUES` values per
-    sample. Unknown keys are ignored; unknown layer types are left to the code
-    that uses them.
-
-    Raises
-    ------
-    ModelFileError
-        One line: ``bad network description: ...`` naming the layer and key.
-    """
-    if not isinstance(spec, dict) or not isinstance(spec.get('layers'), list) \
-            or 'input_shape' not in spec:
-        raise ModelFileError("bad network description: expected a dict with 'input_shape' "
-                             "and a list of 'layers'")
-    for key in ('name', 'loss'):
-        if spec.get(key) is not None and not isinstance(spec[key], str):
-            raise ModelFileError('bad network description: %s must be a string, got %r'
-                                 % (key, spec[key]))
-    _check_input_shape(spec['input_shape'], 'network description', batch_axis=True)
-    for number, entry in enumerate(spec['layers'], 1):
-        if not isinstance(entry, dict) or not isinstance(entry.get('type'), str):
-            raise ModelFileError('bad network description: layer %d is not a dict with a '
-                                 'type' % number)
-        checks, required = _LAYER_SCHEMA.get(entry['type'], ({}, ()))
-        for key in required:
-            if key not in entry:
-                raise ModelFileError('bad network description: %s layer %d lacks %s'
-                                     % (entry['type'], number, key))
-        for key, check in checks.items():
-            if key in entry and not check(entry[key]):
-                raise ModelFileError('bad network description: %s layer %d: %s must be %s, '
-                                     'got %r' % (entry['type'], number, key, check.text,
-                                                 entry[key]))
-
-
 def load_model(path):
     """Read a model file written by :func:`save_model` or by the original code.
 
@@ -518,53 +374,3 @@ def check_shapes(param_values, params, path='model'):
     if mismatched:
         raise ModelFileError('%s does not fit this network: %s'
                              % (path, '; '.join(mismatched)))
-
-
-# ---------------------------------------------------------------------------
-# Position-only files of the original theano-xnor-net
-# ---------------------------------------------------------------------------
-
-ORIGINAL = 'theano-xnor-net'
-
-
-def original_conventions(spec):
-    """A copy of a reference network description marked with the original's inference.
-
-    A position-only file (no description in it) was written by the original
-    theano-xnor-net (Python 2, Lasagne master), whose test scripts differ from this
-    package's inference in four ways, all recorded in the description so that
-    :func:`binary_net.inference.fold` and the evaluation reproduce its predictions:
-
-    * XNOR layers use the stored ``xalpha`` (one training step behind ``W``), not
-      mean |W| (``alpha: 'stored'``);
-    * XNOR dense layers add the bias before the K * alpha scaling
-      (``bias_before_scaling: True``);
-    * ``beta_filter`` is stored as (F, C, fh, fw) filled with 1 / (C * fh * fw)
-      (``beta_filter: 'full'``); batch norms fold in float32 with the original's
-      formula (``fold: 'float32'``);
-    * pixels were scaled as pylearn2 data ``X * (2.0 / 255) - 1.0`` (MNIST: ``X /
-      255 * 2 - 1``; ``pixel_scaling: 'original'``), and SVHN classes are the .mat
-      labels minus 1, so digit 0 is class 9 (``labels: 'svhn_mat_minus_one'``).
-
-    Parameters
-    ----------
-    spec : dict
-        A reference description (:data:`binary_net.networks.REFERENCE_SPECS`).
-
-    Returns
-    -------
-    dict, marked with ``origin: 'theano-xnor-net'``.
-    """
-    marked = json.loads(json.dumps(spec))
-    marked['origin'] = ORIGINAL
-    marked['pixel_scaling'] = 'original'
-    if marked.get('name') == 'svhn':
-        marked['labels'] = 'svhn_mat_minus_one'
-    for entry in marked['layers']:
-        if entry['type'] == 'xnor_dense':
-            entry.update(alpha='stored', bias_before_scaling=True)
-        elif entry['type'] == 'xnor_conv':
-            entry.update(alpha='stored', beta_filter='full')
-        elif entry['type'] == 'batch_norm':
-            entry['fold'] = 'float32'
-    return marked

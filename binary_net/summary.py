@@ -10,7 +10,7 @@ From Python, :func:`summary` returns the rows for a network description (*spec*)
 
 Counting rules
 --------------
-* Parameters are the arrays of the model file (:mod:`binary_net.networks`). The
+* Parameters are the arrays of the model file (:mod:`binary_net.spec`). The
   weights ``W`` of the XNOR layers are 1-bit (only their signs are used); every
   other array is 32-bit: biases, ``xalpha``, ``beta_filter``, the four batch-norm
   arrays, and the weights of the full-precision layers.
@@ -26,12 +26,12 @@ Counting rules
   with a real-valued input). Batch norm, scaling by K and alpha, pooling and
   activations are not counted.
 
-Needs numpy only: Theano is imported solely for position-only files of the
-original code, whose architecture ``--dataset`` names.
+Needs numpy only, never Theano: the reference architecture of a position-only
+file of the original code, which ``--dataset`` names, is :mod:`binary_net.spec`'s.
 """
 import numpy as np
 
-from . import inference
+from .spec import layer_plan, output_size
 
 __all__ = ['summary', 'totals', 'format_table']
 
@@ -49,7 +49,7 @@ def summary(spec):
     Parameters
     ----------
     spec : dict
-        A network description (:mod:`binary_net.networks`).
+        A network description (:mod:`binary_net.spec`).
 
     Returns
     -------
@@ -64,7 +64,7 @@ def summary(spec):
     binary_net.modelfile.ModelFileError
         For a malformed description.
     """
-    shape, plan = inference._plan(spec)
+    shape, plan = layer_plan(spec)
     rows = []
     for number, entry, geometry, expected in plan:
         kind = entry['type']
@@ -79,8 +79,8 @@ def summary(spec):
         elif kind in ('xnor_conv', 'conv'):
             filters, channels, fh, fw = dict(expected)['W']
             (sh, sw), (ph, pw) = geometry['stride'], geometry['pad']
-            rows_out = inference._output_size(shape[1], fh, sh, ph)
-            cols_out = inference._output_size(shape[2], fw, sw, pw)
+            rows_out = output_size(shape[1], fh, sh, ph)
+            cols_out = output_size(shape[2], fw, sw, pw)
             shape = (filters, rows_out, cols_out)
             macs = filters * channels * fh * fw * rows_out * cols_out
         elif kind == 'max_pool':

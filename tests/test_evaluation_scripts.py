@@ -12,6 +12,7 @@ import pytest
 import scipy.io
 
 from binary_net import datasets, inference, modelfile, networks
+from binary_net.spec import original_conventions
 from helpers import REPO, run_python, write_mnist
 
 N_TEST = {'mnist': 30, 'cifar10': 25, 'svhn': 22}
@@ -69,7 +70,7 @@ def random_values(spec, rng):
 
 def original_layout(spec, values):
     """The arrays as the original theano-xnor-net stores them: beta_filter (F, C, fh, fw)."""
-    marked = modelfile.original_conventions(spec)
+    marked = original_conventions(spec)
     return [np.full(shape, np.float32(1) / np.float32(np.prod(shape[1:])), np.float32)
             if name == 'beta_filter' else v
             for v, (_, _, name, shape) in zip(values, inference.expected_param_shapes(marked))]
@@ -105,7 +106,7 @@ def expected_last_line(env, dataset, model, n, mode='float', **options):
     """The last line the script must print, computed in this process."""
     values, spec, _ = modelfile.load_model(model)
     if spec is None:  # the original's conventions (tests/test_original.py checks them)
-        spec = modelfile.original_conventions(SPECS[dataset]())
+        spec = original_conventions(SPECS[dataset]())
     network = inference.fold(spec, values)
     data = datasets.load(dataset, env['root'])
     X, y = data['test']

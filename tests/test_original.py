@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from binary_net import datasets, inference, modelfile, networks
 from binary_net.cli import evaluate as evaluation
 from binary_net.deploy.packed import save_packed
+from binary_net.spec import reference_spec
 
 # ---------------------------------------------------------------------------
 # The original's layer definitions, as lists of (kind, settings)
@@ -168,7 +169,7 @@ def test_full_size_original_layout_is_what_the_loader_expects(dataset):
     beta_filter (128, 128, 3, 3), are the shapes the reference description needs."""
     want = original_shapes(dataset)
     values = [np.zeros(shape, np.float32) for _, shape in want]
-    spec = evaluation.reference_spec(dataset, values)
+    spec = reference_spec(dataset, values)
     got = [(name, shape) for _, _, name, shape in inference.expected_param_shapes(spec)]
     assert got == want
     assert len(want) == {'mnist': 23, 'cifar10': 62, 'svhn': 66}[dataset]
@@ -224,7 +225,7 @@ def test_this_packages_semantics_would_mispredict_them(original_file):
 def test_packed_original_file_keeps_the_original_semantics(original_file, tmp_path):
     dataset, path, values, pixels = original_file
     network, labels, scores = predict_as_evaluation(dataset, path, pixels)
-    spec = evaluation.reference_spec(dataset, values)
+    spec = reference_spec(dataset, values)
     packed = str(tmp_path / 'packed.npz')
     save_packed(packed, network, spec)
     loaded, description = evaluation.load_network(packed, dataset)
@@ -248,7 +249,7 @@ def test_original_beta_filter_must_be_its_averaging_filter(tmp_path):
 def test_project_shaped_beta_filter_in_a_position_only_file_is_named():
     values = original_file_values('cifar10', np.random.RandomState(6), **SMALL['cifar10'])
     values[8] = np.full((1, 1, 3, 3), 1 / 9., np.float32)
-    spec = evaluation.reference_spec('cifar10', values)
+    spec = reference_spec('cifar10', values)
     with pytest.raises(modelfile.ModelFileError,
                        match=r'arr_8 has shape \(1, 1, 3, 3\) but xnor_conv layer 3 needs '
                              r'\(16, 16, 3, 3\) for beta_filter'):

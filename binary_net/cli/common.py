@@ -4,14 +4,15 @@ The commands of ``python -m binary_net`` (and ``test/*_test.py``) open models
 through :func:`open_model` alone, calibrate fixed-point ranges through
 :func:`calibrate` alone, and report problems through :func:`report_errors`: one
 line ``error: ...`` on stderr and exit status :data:`EXIT_ERROR` (2), or
-:data:`EXIT_INTERRUPTED` (130) after Ctrl-C. Nothing here imports Theano unless
-a position-only file of the original code needs its reference architecture.
+:data:`EXIT_INTERRUPTED` (130) after Ctrl-C. Nothing here imports Theano.
 """
 import os
 import sys
 
 from .. import argtypes, datasets, inference, kernels, modelfile
 from ..deploy import export, firmware, packed
+from ..errors import ModelFileError, first_line
+from ..spec import REFERENCE_SPECS, reference_spec
 
 EXIT_OK = 0
 #: Exit status after a one-line ``error:`` (bad input, missing data, ...).
@@ -21,7 +22,7 @@ EXIT_INTERRUPTED = 130
 #: Training images the fixed-point and integer formats are calibrated on by default.
 CALIBRATION_SIZE = 1000
 #: Datasets that have a reference architecture for position-only files.
-REFERENCE_DATASETS = ('mnist', 'cifar10', 'svhn')
+REFERENCE_DATASETS = tuple(REFERENCE_SPECS)
 
 #: argparse type: an integer of at least 1.
 positive_int = argtypes.int_range(1)
@@ -32,7 +33,7 @@ class CommandError(Exception):
 
 
 #: Errors whose message is the one line printed.
-REPORTED = (modelfile.ModelFileError, datasets.DatasetError, CommandError,
+REPORTED = (ModelFileError, datasets.DatasetError, CommandError,
             kernels.KernelBuildError, export.ExportError, firmware.FirmwareError)
 
 
@@ -58,7 +59,7 @@ def report_errors(call, also=()):
         print('error: %s' % error, file=sys.stderr)
         return EXIT_ERROR
     except (OSError, MemoryError) as error:
-        print('error: %s' % modelfile.first_line(error), file=sys.stderr)
+        print('error: %s' % first_line(error), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)
@@ -103,7 +104,7 @@ def open_model(path, dataset=None, allow_packed=True):
     dataset : str or None
         The reference architecture (one of :data:`REFERENCE_DATASETS`) of a
         position-only file of the original theano-xnor-net, whose widths are read
-        from its arrays (imports Theano for the reference specs).
+        from its arrays (:func:`binary_net.spec.reference_spec`).
     allow_packed : bool
         False: a packed file is refused as a float model file is expected (``pack``).
 
@@ -113,7 +114,7 @@ def open_model(path, dataset=None, allow_packed=True):
 
     Raises
     ------
-    binary_net.modelfile.ModelFileError
+    binary_net.errors.ModelFileError
         One line: a missing, corrupt or foreign file, arrays that do not fit, or a
         position-only file without ``dataset``.
     """
@@ -129,11 +130,10 @@ def open_model(path, dataset=None, allow_packed=True):
         origin = 'network description from the file'
     else:
         if dataset not in REFERENCE_DATASETS:
-            raise modelfile.ModelFileError(
+            raise ModelFileError(
                 '%s is a position-only file without a network description (the original '
                 "code's): give --dataset %s" % (path, ', '.join(REFERENCE_DATASETS[:-1])
                                                   + ' or ' + REFERENCE_DATASETS[-1]))
-        from .evaluate import reference_spec  # imports Theano, for the reference specs
         spec = reference_spec(dataset, values)
         origin = 'position-only file: reference %s architecture' % dataset
     network = inference.fold(spec, values, source=source)

@@ -11,7 +11,7 @@ evaluated in every mode.
 
 Model files written by :func:`binary_net.modelfile.save_model` carry their network
 description. Position-only ``.npz`` files of the original theano-xnor-net get the
-script's reference architecture (:mod:`binary_net.networks`), with the widths
+script's reference architecture (:func:`binary_net.spec.reference_spec`), with the widths
 (units of dense layers, filters of convolutions) read from the arrays' shapes.
 
 Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`), then
@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from .. import argtypes, datasets, inference, modelfile, preprocessing
+from .. import argtypes, datasets, inference, preprocessing
 from .. import integer  # noqa: F401 (registers mode 'int')
 from .common import (CALIBRATION_SIZE, CommandError, add_calibration_argument,
                      add_data_path_argument, add_model_argument, calibrate, open_model,
@@ -47,44 +47,8 @@ MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point',
              'int': 'true integer arithmetic, bit-exact with the C export'}
 FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
                       rounding='half_even')
-# Layer types whose first array (W) gives the layer's width, and which axis holds it.
-_WIDTH_FROM_W = {'xnor_dense': ('num_units', 2, 1), 'dense': ('num_units', 2, 1),
-                 'xnor_conv': ('num_filters', 4, 0), 'conv': ('num_filters', 4, 0)}
 
 
-def reference_spec(dataset, values):
-    """The reference network of ``dataset`` with its widths read from position-only arrays.
-
-    A position-only file is the original theano-xnor-net's: the description is
-    marked with its inference conventions (:func:`modelfile.original_conventions`).
-    Walks :func:`binary_net.networks.REFERENCE_SPECS` ``[dataset]()`` over the arrays
-    in file order; each dense layer takes its ``num_units`` from ``W.shape[1]`` and
-    each convolution its ``num_filters`` from ``W.shape[0]`` where that array has the
-    right number of dimensions. Anything else that does not fit is left for
-    :func:`binary_net.inference.fold` to report.
-
-    Parameters
-    ----------
-    dataset : {'mnist', 'cifar10', 'svhn'}
-    values : list of ndarray, in file order
-
-    Returns
-    -------
-    dict, a network description.
-    """
-    from .. import networks  # imports Theano; only position-only files need it
-
-    spec = modelfile.original_conventions(networks.REFERENCE_SPECS[dataset]())
-    position = 0
-    for entry in spec['layers']:
-        rule = _WIDTH_FROM_W.get(entry['type'])
-        if rule and position < len(values):
-            key, ndim, axis = rule
-            shape = np.shape(values[position])
-            if len(shape) == ndim:
-                entry[key] = int(shape[axis])
-        position += len(inference.PARAMS_PER_TYPE[entry['type']])
-    return spec
 
 
 def load_network(path, dataset):
@@ -97,7 +61,7 @@ def load_network(path, dataset):
 
     Raises
     ------
-    modelfile.ModelFileError, CommandError
+    binary_net.errors.ModelFileError, CommandError
         The latter for a network whose input or output does not fit the test set.
     """
     model = open_model(path, dataset)

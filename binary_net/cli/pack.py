@@ -18,7 +18,7 @@ def add_arguments(parser):
                         help='packed model file to write (binary weights at 1 bit each)')
     parser.add_argument('--dataset', choices=REFERENCE_DATASETS,
                         help="reference architecture for a position-only .npz of the "
-                             "original theano-xnor-net (imports Theano); files written by "
+                             "original theano-xnor-net; files written by "
                              "this package carry their network description")
 
 

@@ -2,8 +2,8 @@
 
 Opens the model with :func:`binary_net.cli.common.open_model` (its arrays checked
 against its description) and prints :func:`binary_net.summary.format_table`. Needs
-numpy only: Theano is imported solely for position-only files of the original
-code, whose architecture ``--dataset`` names.
+numpy only, also for position-only files of the original code, whose
+architecture ``--dataset`` names.
 """
 import os
 
@@ -16,7 +16,7 @@ def add_arguments(parser):
     add_model_argument(parser, 'model file: .npz written by training, or a packed file')
     parser.add_argument('--dataset', choices=REFERENCE_DATASETS,
                         help='reference architecture of a position-only .npz of the '
-                             'original theano-xnor-net (imports Theano)')
+                             'original theano-xnor-net')
 
 
 def _summarize(args):

@@ -16,10 +16,10 @@ import zipfile
 import numpy as np
 
 from .. import inference, safeopen, xnor
-from ..modelfile import (MAX_WIDTH, PREPROCESSING_PREFIX, ModelFileError, _MAX_WINDOW, _WIDTH,
-                         _boolean, _check_input_shape, _int_in, _is_int, _pair_of,
-                         atomic_write, check_finite, first_line, read_archive,
-                         validate_description)
+from ..errors import ModelFileError, first_line
+from ..modelfile import PREPROCESSING_PREFIX, atomic_write, check_finite, read_archive
+from ..spec import (MAX_WIDTH, MAX_WINDOW, OP_PARAMS, WIDTH, boolean, check_input_shape, int_in,
+                    is_int, pair_of, validate_description)
 
 __all__ = ['save_packed', 'load_packed', 'is_packed', 'pack_verified', 'pack_bits',
            'unpack_bits', 'PACKED_MARKER', 'PACKED_FORMAT', 'PACKED_VERSION', 'BIT_ORDER']
@@ -66,9 +66,9 @@ PACKED_VERSION = 1
 BIT_ORDER = ('little-endian uint64 words; element k of a packed vector is bit k % 64 '
              '(least significant bit first) of word k // 64; bit 1 = +1, bit 0 = -1; '
              'unused trailing bits are 0')
-_OP_ARRAYS = {'xnor_dense': ('bits', 'alpha', 'b'), 'xnor_conv': ('bits', 'alpha', 'b'),
-              'conv': ('W', 'b'), 'dense': ('W', 'b'), 'affine': ('scale', 'offset'),
-              'max_pool': (), 'rectify': (), 'softmax': ()}
+# The entries of each op: the packed weight signs of the XNOR ops, then op.params.
+_OP_ARRAYS = {kind: (('bits',) if kind.startswith('xnor') else ()) + names
+              for kind, names in OP_PARAMS.items()}
 
 
 def _words(n):
@@ -287,12 +287,12 @@ def load_packed(path):
 
 _PACKED_FLAGS = ('binary_input', 'scale_input', 'scale_weights')
 _PACKED_SCHEMA = {
-    'xnor_dense': dict({name: _boolean for name in _PACKED_FLAGS + ('bias_before_scaling',)},
-                       n_in=_int_in(1, 1 << 40), units=_WIDTH),
-    'xnor_conv': dict({name: _boolean for name in _PACKED_FLAGS},
-                      stride=_pair_of(_int_in(1, _MAX_WINDOW)), pad=_pair_of(_int_in(0, _MAX_WINDOW))),
-    'conv': dict(stride=_pair_of(_int_in(1, _MAX_WINDOW)), pad=_pair_of(_int_in(0, _MAX_WINDOW))),
-    'max_pool': dict(pool_size=_pair_of(_int_in(1, _MAX_WINDOW))),
+    'xnor_dense': dict({name: boolean for name in _PACKED_FLAGS + ('bias_before_scaling',)},
+                       n_in=int_in(1, 1 << 40), units=WIDTH),
+    'xnor_conv': dict({name: boolean for name in _PACKED_FLAGS},
+                      stride=pair_of(int_in(1, MAX_WINDOW)), pad=pair_of(int_in(0, MAX_WINDOW))),
+    'conv': dict(stride=pair_of(int_in(1, MAX_WINDOW)), pad=pair_of(int_in(0, MAX_WINDOW))),
+    'max_pool': dict(pool_size=pair_of(int_in(1, MAX_WINDOW))),
 }
 
 
@@ -306,20 +306,20 @@ def _validate_packed_header(header):
         raise ModelFileError('bad packed-model header: name must be a string')
     if header.get('spec') is not None:
         validate_description(header['spec'])
-    _check_input_shape(header.get('input_shape'), 'packed-model header', batch_axis=False)
+    check_input_shape(header.get('input_shape'), 'packed-model header', batch_axis=False)
     if not isinstance(header.get('ops'), list):
         raise ModelFileError('bad packed-model header: ops must be a list')
     for index, record in enumerate(header['ops']):
         if not isinstance(record, dict) or not isinstance(record.get('op'), str):
             raise ModelFileError('bad packed-model header: op %d is not a dict with an op kind'
                                  % index)
-        if record.get('layer') is not None and not _is_int(record['layer']):
+        if record.get('layer') is not None and not is_int(record['layer']):
             raise ModelFileError('bad packed-model header: op %d layer must be an integer' % index)
         checks = dict(_PACKED_SCHEMA.get(record['op'], {}))
         if record['op'] == 'xnor_conv':
             shape = record.get('filter_shape')
             if not isinstance(shape, list) or len(shape) != 4 \
-                    or not all(_is_int(v) and 1 <= v <= MAX_WIDTH for v in shape):
+                    or not all(is_int(v) and 1 <= v <= MAX_WIDTH for v in shape):
                 raise ModelFileError('bad packed-model header: op %d (xnor_conv) filter_shape '
                                      'must be 4 positive integers, got %r' % (index, shape))
         for key, check in checks.items():
