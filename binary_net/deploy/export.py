@@ -125,25 +125,24 @@ class _Arrays:
         self.export = export
         self.chunks = []
 
+    def _array(self, ctype, name, values, literal, per_line, comment, kind, itemsize):
+        lines = ['    ' + ', '.join(literal % int(v) for v in values[i:i + per_line])
+                 for i in range(0, len(values), per_line)]
+        self.chunks.append('/* %s */\nstatic const %s %s[%d] = {\n%s\n};\n'
+                           % (comment, ctype, name, len(values), ',\n'.join(lines)))
+        self.export.flash_detail[kind] += itemsize * len(values)
+        return name
+
     def uint64(self, name, words, comment):
         words = np.asarray(words, dtype=np.uint64).ravel()
-        lines = ['    ' + ', '.join('UINT64_C(0x%016x)' % int(v) for v in words[i:i + 4])
-                 for i in range(0, len(words), 4)]
-        self.chunks.append('/* %s */\nstatic const uint64_t %s[%d] = {\n%s\n};\n'
-                           % (comment, name, len(words), ',\n'.join(lines)))
-        self.export.flash_detail['binary weights'] += 8 * len(words)
-        return name
+        return self._array('uint64_t', name, words, 'UINT64_C(0x%016x)', 4, comment,
+                           'binary weights', 8)
 
     def int16(self, name, codes, comment):
         codes = np.asarray(codes, dtype=np.int64).ravel()
         if codes.size and (codes.min() < -32768 or codes.max() > 32767):
             raise ValueError('%s does not fit int16' % name)
-        lines = ['    ' + ', '.join('%d' % int(v) for v in codes[i:i + 16])
-                 for i in range(0, len(codes), 16)]
-        self.chunks.append('/* %s */\nstatic const int16_t %s[%d] = {\n%s\n};\n'
-                           % (comment, name, len(codes), ',\n'.join(lines)))
-        self.export.flash_detail['int16 parameters'] += 2 * len(codes)
-        return name
+        return self._array('int16_t', name, codes, '%d', 16, comment, 'int16 parameters', 2)
 
     def geometry(self, name, values):
         self.chunks.append('static const bn_geometry %s = {%s};\n'
