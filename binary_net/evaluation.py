@@ -29,8 +29,9 @@ import time
 
 import numpy as np
 
-from . import (argtypes, datasets, inference, integer, kernels, modelfile,  # integer: mode 'int'
-               preprocessing)
+from . import argtypes, inference, integer, kernels, modelfile  # integer: mode 'int'
+from . import data as datasets
+from .data import preprocessing
 
 EXIT_ERROR = 2
 CALIBRATION_SIZE = 1000

@@ -437,7 +437,8 @@ def _load(args):
 
 
 def _calibrate(args, network, spec, dataset, contents):
-    from . import datasets, preprocessing
+    from . import data as datasets
+    from .data import preprocessing
 
     preprocess = preprocessing.from_file(args.model)
     if not preprocess.is_identity:
@@ -469,7 +470,7 @@ def _kib(n):
 
 def run(args):
     """Export ``args.model`` as C into ``args.out``; returns the exit status."""
-    from . import datasets, integer, modelfile
+    from . import data as datasets, integer, modelfile
 
     try:
         network, spec, dataset, n_calib, contents = _load(args)

@@ -29,8 +29,9 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DropoutLayer
 
-from . import (argtypes, datasets, modelfile, networks, objectives, preprocessing, safeopen,
-               theano_ops, updates)
+from . import argtypes, modelfile, networks, objectives, safeopen, theano_ops, updates
+from . import data as datasets
+from .data import preprocessing
 
 CHECKPOINT_VERSION = 1
 

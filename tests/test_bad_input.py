@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets, evaluation, modelfile, networks
-from binary_net.datasets import DatasetError
+from binary_net import data as datasets, evaluation, modelfile, networks
+from binary_net.data import DatasetError
 from binary_net.modelfile import ModelFileError
 from helpers import REPO, assert_one_line_error, random_model, run_python, unit_images, write_mnist
 
@@ -289,7 +289,7 @@ def test_fifo_or_directory_as_dataset_file_is_refused(tmp_path):
     images = os.path.join(root, 'mnist', 'train-images-idx3-ubyte.gz')
     os.remove(images)
     os.mkfifo(images)
-    result = run_python(['-m', 'binary_net.datasets', 'check', 'mnist', '--data-path', root])
+    result = run_python(['-m', 'binary_net.data', 'check', 'mnist', '--data-path', root])
     assert_one_error_line(result, images, 'is a FIFO')
     cifar = os.path.join(root, 'cifar10', 'cifar-10-batches-py')
     os.makedirs(os.path.join(cifar, 'data_batch_1'))

@@ -20,7 +20,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, export, firmware, integer, modelfile
+from binary_net import data as datasets, export, firmware, integer, modelfile
 from binary_net.inference import fold
 from helpers import REPO, run_python
 from test_integer import get_case

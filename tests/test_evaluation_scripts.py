@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets, inference, modelfile, networks
+from binary_net import data as datasets, inference, modelfile, networks
 from helpers import REPO, run_python, write_mnist
 
 N_TEST = {'mnist': 30, 'cifar10': 25, 'svhn': 22}

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, export, integer, modelfile, networks
+from binary_net import data as datasets, export, integer, modelfile, networks
 from binary_net.__main__ import main
 from binary_net.inference import fold
 from helpers import REPO, RandomCase, run_python

@@ -324,7 +324,7 @@ def test_ctrl_c_during_a_download_keeps_the_part_file(tmp_path):
     try:
         part = tmp_path / 'mnist' / 'train-images-idx3-ubyte.gz.part'
         process = subprocess.Popen(
-            [sys.executable, '-m', 'binary_net.datasets', 'download', 'mnist', '--quiet',
+            [sys.executable, '-m', 'binary_net.data', 'download', 'mnist', '--quiet',
              '--data-path', str(tmp_path),
              '--base-url', 'http://127.0.0.1:%d/' % server.server_address[1]],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import datasets, modelfile, networks, training
+from binary_net import data as datasets, modelfile, networks, training
 
 SPEC = networks.mnist_spec(num_units=128, dropout_p=0.2)
 # training.fit settings of the checkpoint tests: no progress bar, no log.

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from binary_net import datasets, networks, training
+from binary_net import data as datasets, networks, training
 
 
 # -- learning-rate schedules ------------------------------------------------------------
