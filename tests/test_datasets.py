@@ -1,4 +1,5 @@
 """Tests for binary_net.data on tiny files written in the official formats."""
+import doctest
 import gzip
 import hashlib
 import http.server
@@ -734,3 +735,9 @@ def test_real_fashion_mnist_from_debian_package():
     data = datasets.load_fashion_mnist(DEBIAN_DATASETS)
     assert data['train'][0].shape == (60000, 1, 28, 28)
     assert data['test'][0].shape == (10000, 1, 28, 28)
+
+
+def test_docstring_examples_hold():
+    """The usage Examples in binary_net.data's docstrings run as doctests and hold."""
+    result = doctest.testmod(datasets, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 3

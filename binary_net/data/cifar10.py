@@ -98,7 +98,6 @@ def unpickle_batch(path):
         raise DatasetError('%s is not a readable CIFAR-10 batch (%s)' % (path, describe(err))) from None
 
 
-
 def _read_cifar_batch(path):
     """Read one CIFAR-10 batch as uint8 (N, 3, 32, 32) images and int64 labels."""
     batch = unpickle_batch(path)
@@ -134,7 +133,7 @@ def load_cifar10(data_path=None):
     Parameters
     ----------
     data_path : str or None
-        Data root; see :func:`data_root`.
+        The data root (default ``$PYLEARN2_DATA_PATH``, else ``~/pylearn2_data``).
 
     Returns
     -------

@@ -200,7 +200,7 @@ def download(name, data_path=None, base_url=None, checksums=None, extra=False, p
     Parameters
     ----------
     name : {'mnist', 'fashion-mnist', 'cifar10', 'svhn'}
-        Which dataset.
+        The dataset to fetch (a key of :data:`~binary_net.data.registry.DATASETS`).
     data_path : str or None
         Data root; see :func:`~binary_net.data.files.data_root`.
     base_url : str or None

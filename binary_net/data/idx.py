@@ -138,16 +138,9 @@ def load_mnist(data_path=None):
 
 
 def load_fashion_mnist(data_path=None):
-    """Load Fashion-MNIST from ``<root>/fashion-mnist/``.
+    """Load Fashion-MNIST from ``<root>/fashion-mnist/``, as :func:`load_mnist` loads MNIST.
 
-    Parameters
-    ----------
-    data_path : str or None
-        Data root; see :func:`data_root`.
-
-    Returns
-    -------
-    dict
-        ``{'train': (X, y), 'test': (X, y)}`` with X uint8 (N, 1, 28, 28) and y int64 (N,).
+    The same file names, array shapes and types: ``{'train': (X, y), 'test': (X, y)}``
+    with X uint8 (N, 1, 28, 28) and y int64 (N,), ten classes of clothing.
     """
     return _load_idx_dataset('fashion-mnist', data_path)

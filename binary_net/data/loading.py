@@ -24,9 +24,9 @@ def load(name, data_path=None, **kwargs):
     Parameters
     ----------
     name : {'mnist', 'fashion-mnist', 'cifar10', 'svhn'}
-        Which dataset.
+        The dataset to read.
     data_path : str or None
-        Data root; see :func:`~binary_net.data.files.data_root`.
+        The data root (None: ``$PYLEARN2_DATA_PATH``, else ``~/pylearn2_data``).
     **kwargs
         Passed to the loader (``extra=True`` for SVHN); ``loader='pylearn2'`` reads
         through ``pylearn2.datasets`` instead (:func:`~binary_net.data.via_pylearn2.load_pylearn2`).

@@ -34,7 +34,7 @@ def prepare(name, data_path=None, train_size=None, valid_size=None, gcn=False, z
     Parameters
     ----------
     name : {'mnist', 'fashion-mnist', 'cifar10', 'svhn'}
-        Which dataset.
+        The dataset to prepare.
     data_path : str or None
         Data root; see :func:`~binary_net.data.files.data_root`.
     train_size : int or None
