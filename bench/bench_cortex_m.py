@@ -70,7 +70,7 @@ def main(argv=None):
     parser.add_argument('--data-path', help='data root (default: $PYLEARN2_DATA_PATH)')
     args = parser.parse_args(argv)
 
-    from binary_net import datasets, integer, modelfile, networks
+    from binary_net import data as datasets, integer, modelfile, networks
     from binary_net.deploy import export, firmware
     from binary_net.inference import fold
 

@@ -101,7 +101,7 @@ def _batch(spec, batch_size, rng):
 def theano_candidate(spec, batch_size, fused):
     """A callable running one training step of ``spec`` with a compiled Trainer."""
     import numpy as np
-    from binary_net import theano_ops, training
+    from binary_net import theano_ops, train as training
     with theano_ops.enabled(fused):
         started = time.time()
         trainer = training.Trainer(spec, seed=1)

@@ -68,6 +68,22 @@ def sign(x, straight_through=True):
     Returns
     -------
     Theano tensor of the same shape and dtype, with values in {-1, +1}.
+
+    Examples
+    --------
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.binarize import sign
+    >>> x = T.vector('x')
+    >>> sign(x).eval({x: np.array([-0.5, 0, 2], dtype='float32')})
+    array([-1.,  1.,  1.], dtype=float32)
+
+    The straight-through gradient passes where ``|x| <= 1``:
+
+    >>> T.grad(sign(x).sum(), x).eval({x: np.array([-2, -0.5, 0, 1, 3], dtype='float32')})
+    array([0., 1., 1., 1., 0.], dtype=float32)
+    >>> T.grad(sign(x, straight_through=False).sum(), x).eval(
+    ...     {x: np.array([-0.5, 0.5], dtype='float32')})
+    array([0., 0.], dtype=float32)
     """
     x = T.as_tensor_variable(x)
     return (_sign_ste if straight_through else _sign_zero_grad)(x)
@@ -85,6 +101,14 @@ def weight_scale(W):
     Returns
     -------
     Theano vector of length ``num_units`` or ``num_filters``.
+
+    Examples
+    --------
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.binarize import weight_scale
+    >>> W = np.array([[0.5, -2.0], [-1.5, 1.0]], dtype='float32')   # 2 inputs, 2 units
+    >>> weight_scale(T.constant(W)).eval()
+    array([1. , 1.5], dtype=float32)
     """
     if W.ndim == 2:
         return T.mean(abs(W), axis=0)
@@ -92,7 +116,15 @@ def weight_scale(W):
 
 
 def box_filter(filter_size, dtype=None):
-    """The fixed averaging filter ``k`` of the paper, shape ``(1, 1, rows, cols)``."""
+    """The fixed averaging filter ``k`` of the paper, shape ``(1, 1, rows, cols)``.
+
+    Examples
+    --------
+    >>> from binary_net.binarize import box_filter
+    >>> box_filter((2, 2))
+    array([[[[0.25, 0.25],
+             [0.25, 0.25]]]], dtype=float32)
+    """
     rows, cols = filter_size
     return np.full((1, 1, rows, cols), 1.0 / (rows * cols),
                    dtype=dtype or theano.config.floatX)
@@ -108,6 +140,14 @@ def dense_input_scale(x):
     Returns
     -------
     Theano matrix ``(batch, 1)``, broadcastable against the layer's output.
+
+    Examples
+    --------
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.binarize import dense_input_scale
+    >>> dense_input_scale(T.constant(np.array([[1, -3], [0, 0.5]], dtype='float32'))).eval()
+    array([[2.  ],
+           [0.25]], dtype=float32)
     """
     return T.mean(abs(x), axis=1, keepdims=True)
 
@@ -128,6 +168,19 @@ def conv_input_scale(x, box, stride, pad):
     Returns
     -------
     Theano 4D tensor ``(batch, 1, out_rows, out_cols)``.
+
+    Examples
+    --------
+    Inputs of ones padded by one: a 2 x 2 window at a corner holds one real position.
+
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.binarize import box_filter, conv_input_scale
+    >>> X = T.constant(np.ones((1, 2, 3, 3), dtype='float32'))
+    >>> conv_input_scale(X, box_filter((2, 2)), stride=(1, 1), pad=(1, 1)).eval()[0, 0]
+    array([[0.25, 0.5 , 0.5 , 0.25],
+           [0.5 , 1.  , 1.  , 0.5 ],
+           [0.5 , 1.  , 1.  , 0.5 ],
+           [0.25, 0.5 , 0.5 , 0.25]], dtype=float32)
     """
     mean_abs = T.mean(abs(x), axis=1, keepdims=True)
     K = T.nnet.conv2d(mean_abs, box, border_mode=tuple(pad),

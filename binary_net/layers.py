@@ -85,6 +85,27 @@ class XnorDenseLayer(_XnorMixin, DenseLayer):
     W_binary : Theano expression ``sign(W)``.
     alpha : Theano expression ``mean |W|`` per unit.
     xalpha : shared variable, a non-trainable copy of alpha saved with the model.
+
+    Examples
+    --------
+    The paper's equation, checked against numpy (sign(0) = +1):
+
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.layers import XnorDenseLayer
+    >>> W = np.array([[0.5, -0.2], [-0.3, 0.4], [0.1, 0.1]], dtype='float32')
+    >>> layer = XnorDenseLayer((None, 3), num_units=2, W=W)
+    >>> x = np.array([[1.0, -2.0, 0.0]], dtype='float32')
+    >>> y = layer.get_output_for(T.constant(x)).eval()
+    >>> y.round(4)
+    array([[ 0.9   , -0.2333]], dtype=float32)
+    >>> sign_x, sign_W = np.where(x >= 0, 1, -1), np.where(W >= 0, 1, -1)
+    >>> K, alpha = np.abs(x).mean(), np.abs(W).mean(axis=0)
+    >>> np.allclose(y, (sign_x @ sign_W) * K * alpha)
+    True
+    >>> layer.W_binary.eval()
+    array([[ 1., -1.],
+           [-1.,  1.],
+           [ 1.,  1.]], dtype=float32)
     """
 
     def __init__(self, incoming, num_units, W=init.GlorotUniform(),
@@ -156,6 +177,21 @@ class XnorConvLayer(_XnorMixin, Conv2DLayer):
     ----------
     W, W_binary, alpha, xalpha : as for :class:`XnorDenseLayer`, per filter.
     beta_filter : shared variable, the fixed ``(1, 1, rows, cols)`` box filter.
+
+    Examples
+    --------
+    Zero padding after binarization: on an all-zero image (every sign +1), a 3 x 3
+    filter of ones counts the real positions under it.
+
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.layers import XnorConvLayer
+    >>> layer = XnorConvLayer((None, 1, 3, 3), num_filters=1, filter_size=3, pad='same',
+    ...                       W=np.ones((1, 1, 3, 3), dtype='float32'),
+    ...                       scale_input=False, scale_weights=False)
+    >>> layer.get_output_for(T.constant(np.zeros((1, 1, 3, 3), dtype='float32'))).eval()[0, 0]
+    array([[4., 6., 4.],
+           [6., 9., 6.],
+           [4., 6., 4.]], dtype=float32)
     """
 
     def __init__(self, incoming, num_filters, filter_size, stride=(1, 1), pad=0,
@@ -215,6 +251,18 @@ class BatchNormLayer(Layer):
         Initial values; ``beta=None`` or ``gamma=None`` leaves that term out.
     **kwargs
         Passed to :class:`lasagne.layers.Layer`.
+
+    Examples
+    --------
+    With ``deterministic=True``, ``(x - mean) * inv_std`` (gamma 1, beta 0):
+
+    >>> import numpy as np, theano.tensor as T
+    >>> from binary_net.layers import BatchNormLayer
+    >>> layer = BatchNormLayer((None, 2), mean=np.array([1, 2], dtype='float32'),
+    ...                        inv_std=np.array([0.5, 2], dtype='float32'))
+    >>> x = T.constant(np.array([[3, 2]], dtype='float32'))
+    >>> layer.get_output_for(x, deterministic=True).eval()
+    array([[1., 0.]], dtype=float32)
     """
 
     def __init__(self, incoming, axes='auto', epsilon=1e-4, alpha=0.1,
@@ -315,6 +363,18 @@ def batch_norm(layer, **kwargs):
     -------
     The new layer: the batch normalization, followed by the nonlinearity
     ``layer`` had, if it was not the identity.
+
+    Examples
+    --------
+    >>> import lasagne
+    >>> from binary_net.layers import batch_norm
+    >>> net = batch_norm(lasagne.layers.DenseLayer((None, 4), 3))   # ReLU by default
+    >>> type(net).__name__, type(net.input_layer).__name__
+    ('NonlinearityLayer', 'BatchNormLayer')
+    >>> net.nonlinearity is lasagne.nonlinearities.rectify
+    True
+    >>> net.input_layer.input_layer.nonlinearity is lasagne.nonlinearities.identity
+    True
     """
     nonlinearity = getattr(layer, 'nonlinearity', None)
     if nonlinearity is not None:

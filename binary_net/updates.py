@@ -34,6 +34,13 @@ def learning_rate_scale(layer):
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> from binary_net.layers import XnorDenseLayer
+    >>> from binary_net.updates import learning_rate_scale
+    >>> round(learning_rate_scale(XnorDenseLayer((None, 784), 4096)), 4)   # sqrt(4880 / 1.5)
+    57.038
     """
     shape = layer.W.get_value(borrow=True).shape
     if len(shape) == 2:
@@ -69,6 +76,34 @@ def binary_updates(loss, network, update_rule=lasagne.updates.adam,
         :func:`learning_rate_scale`, ``W`` is clipped to [-1, 1] and the stored
         ``xalpha`` is refreshed. Other trainable parameters follow
         ``update_rule`` unchanged.
+
+    Examples
+    --------
+    One SGD step with learning rate 1 on a 2 x 2 XNOR layer: the gradient at
+    ``W_binary`` is ``sign(x) K alpha``, the step is scaled by
+    :func:`learning_rate_scale` (here ``1 / sqrt(1.5 / 4)``) and ``W`` is clipped.
+
+    >>> import numpy as np, theano, theano.tensor as T, lasagne
+    >>> from binary_net.layers import XnorDenseLayer
+    >>> from binary_net.updates import binary_layers, binary_updates, learning_rate_scale
+    >>> x = T.matrix('x')
+    >>> W0 = np.array([[0.9, -0.5], [0.2, 0.3]], dtype='float32')
+    >>> net = XnorDenseLayer(lasagne.layers.InputLayer((None, 2), x), 2, W=W0, b=None)
+    >>> binary_layers(net) == [net]
+    True
+    >>> loss = lasagne.layers.get_output(net).sum()
+    >>> updates = binary_updates(loss, net, lasagne.updates.sgd, learning_rate=1.0)
+    >>> step = theano.function([x], loss, updates=updates)
+    >>> round(float(step(np.array([[1, 1]], dtype='float32'))), 6)   # products (2, 0) . alpha
+    1.1
+    >>> grad = np.array([[0.55, 0.4], [0.55, 0.4]])   # sign(x_i) * K * alpha_j
+    >>> expected = np.clip(W0 - learning_rate_scale(net) * grad, -1, 1)
+    >>> np.allclose(net.W.get_value(), expected, atol=1e-6)
+    True
+    >>> float(net.W.get_value()[0, 1])   # -0.5 - 1.633 * 0.4, clipped
+    -1.0
+    >>> np.allclose(net.xalpha.get_value(), np.abs(net.W.get_value()).mean(axis=0))
+    True
     """
     layers = binary_layers(network)
     binary_params = [layer.W for layer in layers]

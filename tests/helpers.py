@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from binary_net import datasets, inference, networks
+from binary_net import data as datasets, inference, networks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

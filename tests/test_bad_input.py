@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets, modelfile, networks
+from binary_net import data as datasets, modelfile, networks
 from binary_net.cli import evaluate as evaluation, pack
 from binary_net.deploy import packed
-from binary_net.datasets import DatasetError
+from binary_net.data import DatasetError
 from binary_net.modelfile import ModelFileError
 from helpers import REPO, assert_one_line_error, random_model, run_python, unit_images, write_mnist
 
@@ -291,7 +291,7 @@ def test_fifo_or_directory_as_dataset_file_is_refused(tmp_path):
     images = os.path.join(root, 'mnist', 'train-images-idx3-ubyte.gz')
     os.remove(images)
     os.mkfifo(images)
-    result = run_python(['-m', 'binary_net.datasets', 'check', 'mnist', '--data-path', root])
+    result = run_python(['-m', 'binary_net.data', 'check', 'mnist', '--data-path', root])
     assert_one_error_line(result, images, 'is a FIFO')
     cifar = os.path.join(root, 'cifar10', 'cifar-10-batches-py')
     os.makedirs(os.path.join(cifar, 'data_batch_1'))

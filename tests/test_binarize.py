@@ -5,6 +5,8 @@ operation is a convolution), never with the Theano expression under test.
 Theano compiles C code per graph, so each fixture compiles one function that
 serves many tests.
 """
+import doctest
+
 import numpy as np
 import pytest
 import theano
@@ -232,3 +234,9 @@ def test_conv_K_reference_detects_padding():
     K = ref_conv_K(X, (3, 3), (1, 1), (1, 1))
     assert K[0, 0, 1, 1] == 1.0
     assert K[0, 0, 0, 0] == pytest.approx(4 / 9)
+
+
+def test_docstring_examples_hold():
+    """The usage Examples in binary_net.binarize's docstrings run as doctests and hold."""
+    result = doctest.testmod(binarize, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 10

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import real_cifar
-from binary_net import datasets, modelfile, preprocessing
+from binary_net import data as datasets, modelfile
+from binary_net.data import preprocessing
 
 TRAIN_PER_BATCH, TEST_COUNT = 500, 1000
 SMALL = ['--filters', '16', '16', '32', '32', '64', '64', '--dense-units', '128',

@@ -20,7 +20,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, integer, modelfile
+from binary_net import data as datasets, integer, modelfile
 from binary_net.deploy import export, firmware
 from binary_net.inference import fold
 from helpers import REPO, run_python

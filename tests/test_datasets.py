@@ -1,4 +1,5 @@
-"""Tests for binary_net.datasets on tiny files written in the official formats."""
+"""Tests for binary_net.data on tiny files written in the official formats."""
+import doctest
 import gzip
 import hashlib
 import http.server
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets
-from binary_net.datasets import DatasetError
+from binary_net import data as datasets
+from binary_net.data import cli
+from binary_net.data import DatasetError
 
 REAL_DATA_ROOT = '/work/shared/data'
 DEBIAN_DATASETS = '/usr/share/datasets'
@@ -162,7 +164,7 @@ def test_missing_mnist_names_path_and_download_command(tmp_path):
     with pytest.raises(DatasetError) as excinfo:
         datasets.load_mnist(str(tmp_path))
     assert str(excinfo.value) == (
-        'MNIST not found: %s is missing; run: python -m binary_net.datasets download mnist '
+        'MNIST not found: %s is missing; run: python -m binary_net download mnist '
         '--data-path %s' % (tmp_path / 'mnist' / 'train-images-idx3-ubyte(.gz)', tmp_path))
 
 
@@ -285,7 +287,7 @@ def test_missing_cifar_batch_names_path_and_command(tmp_path):
         datasets.load('cifar10', str(tmp_path))
     assert_one_line_error(excinfo, 'CIFAR-10 not found: %s is missing'
                           % (tmp_path / 'cifar10' / 'cifar-10-batches-py' / 'test_batch'),
-                          'run: python -m binary_net.datasets download cifar10 --data-path %s' % tmp_path)
+                          'run: python -m binary_net download cifar10 --data-path %s' % tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -685,7 +687,7 @@ def test_download_svhn_with_extra(server, tmp_path):
 
 def test_command_line_reports_checksum_failure_as_one_line(server, tmp_path, capsys):
     serve_mnist(server)  # generated files cannot match the official checksums
-    status = datasets.main(['download', 'mnist', '--data-path', str(tmp_path),
+    status = cli.main(['download', 'mnist', '--data-path', str(tmp_path),
                             '--base-url', server.url + 'mnist/', '--quiet'])
     assert status == 2
     error = capsys.readouterr().err
@@ -695,20 +697,20 @@ def test_command_line_reports_checksum_failure_as_one_line(server, tmp_path, cap
 
 def test_command_line_check_prints_shapes(tmp_path, capsys):
     make_idx_dataset(str(tmp_path), n_train=6, n_test=2)
-    assert datasets.main(['check', 'mnist', '--data-path', str(tmp_path)]) == 0
+    assert cli.main(['check', 'mnist', '--data-path', str(tmp_path)]) == 0
     assert 'mnist train: X uint8 (6, 1, 28, 28), y int64 (6,)' in capsys.readouterr().out
-    assert datasets.main(['check', 'cifar10', '--data-path', str(tmp_path)]) == 2
+    assert cli.main(['check', 'cifar10', '--data-path', str(tmp_path)]) == 2
     assert 'download cifar10' in capsys.readouterr().err
 
 
 def test_command_line_help_lists_subcommands():
-    result = subprocess.run([sys.executable, '-m', 'binary_net.datasets', '--help'],
+    result = subprocess.run([sys.executable, '-m', 'binary_net.data', '--help'],
                             capture_output=True, text=True, check=True)
     assert 'download' in result.stdout and 'check' in result.stdout
 
 
 def test_module_does_not_import_theano_or_lasagne():
-    code = ('import sys, binary_net.datasets; '
+    code = ('import sys, binary_net.data; '
             'print(sorted(m for m in sys.modules if m.split(".")[0] in ("theano", "lasagne")))')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == '[]'
@@ -733,3 +735,9 @@ def test_real_fashion_mnist_from_debian_package():
     data = datasets.load_fashion_mnist(DEBIAN_DATASETS)
     assert data['train'][0].shape == (60000, 1, 28, 28)
     assert data['test'][0].shape == (10000, 1, 28, 28)
+
+
+def test_docstring_examples_hold():
+    """The usage Examples in binary_net.data's docstrings run as doctests and hold."""
+    result = doctest.testmod(datasets, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 3

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import datasets, inference, modelfile, networks
+from binary_net import data as datasets, inference, modelfile, networks
 from binary_net.spec import original_conventions
 from helpers import REPO, run_python, write_mnist
 

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, integer, modelfile, networks
+from binary_net import data as datasets, integer, modelfile, networks
 from binary_net.deploy import export
 from binary_net.deploy.packed import save_packed
 from binary_net.__main__ import main

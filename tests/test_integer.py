@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from binary_net import datasets, inference, integer, modelfile, networks
+from binary_net import data as datasets, inference, integer, modelfile, networks
 from binary_net.inference import fold
 from binary_net.integer import requantize
 from helpers import REPO, RandomCase, prefix_output, run_python, unit_images, variants_spec

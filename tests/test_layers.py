@@ -6,6 +6,8 @@ Theano expressions under test; gradients are checked against hand-derived numpy
 formulas (the straight-through path) and central finite differences (the paths
 through alpha and K). Each fixture compiles one Theano function for many checks.
 """
+import doctest
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -14,7 +16,7 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DenseLayer, InputLayer, NonlinearityLayer
 
-from binary_net import binarize
+from binary_net import binarize, layers
 from binary_net.layers import BatchNormLayer, XnorConvLayer, XnorDenseLayer, batch_norm
 
 floatX = theano.config.floatX
@@ -594,3 +596,9 @@ def test_batch_norm_helper_without_nonlinearity_and_kwargs():
     assert out.epsilon == 1e-3 and out.alpha == 0.2
     plain = DenseLayer(InputLayer((None, 3)), 2, nonlinearity=None)
     assert isinstance(batch_norm(plain), BatchNormLayer)
+
+
+def test_docstring_examples_hold():
+    """The usage Examples in binary_net.layers's docstrings run as doctests and hold."""
+    result = doctest.testmod(layers, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 15

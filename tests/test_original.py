@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from binary_net import datasets, inference, modelfile, networks
+from binary_net import data as datasets, inference, modelfile, networks
 from binary_net.cli import evaluate as evaluation
 from binary_net.deploy.packed import save_packed
 from binary_net.spec import reference_spec
@@ -342,7 +342,7 @@ def test_svhn_prepare_original_reads_train_and_extra(tmp_path, monkeypatch):
         mats[name] = (rng.randint(0, 256, (32, 32, 3, count)).astype(np.uint8), mat)
         scipy.io.savemat(str(directory / ('%s_32x32.mat' % name)),
                          {'X': mats[name][0], 'y': mat.reshape(-1, 1).astype(np.uint8)})
-    monkeypatch.setattr(datasets, 'SVHN_VALID_PER_CLASS', (2, 1))
+    monkeypatch.setattr(datasets.original, 'SVHN_VALID_PER_CLASS', (2, 1))
     splits = datasets.prepare_original('svhn', str(tmp_path))
     assert (len(splits.X_train), len(splits.X_valid), len(splits.X_test)) == (60, 30, 32)
     X_all = np.concatenate([mats['train'][0], mats['extra'][0]], axis=3).transpose(3, 2, 0, 1)

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import datasets
+from binary_net import data as datasets
 
 HAVE_PYLEARN2 = importlib.util.find_spec('pylearn2') is not None
 needs_pylearn2 = pytest.mark.skipif(not HAVE_PYLEARN2,

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from binary_net import modelfile, networks, training
+from binary_net import modelfile, networks, train as training
 from failing_file import FailingFile
 from helpers import REPO, run_python, write_mnist
 
@@ -65,7 +65,7 @@ def run_trainer(shared_trainer, data_root, monkeypatch, capsys):
         trainer.checkpoint_path = None
         return trainer
 
-    monkeypatch.setattr(training, 'Trainer', fresh)
+    monkeypatch.setattr(training.cli, 'Trainer', fresh)
 
     def run(model, *flags):
         parser = training.make_parser('test', epochs=2, batch_size=50, lr_start=3e-3,
@@ -246,7 +246,7 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
             training.ModelLock(model)
     # A holder that was killed (-9) leaves its lock file; the next run takes it over.
     holder = subprocess.Popen(
-        [sys.executable, '-c', 'import sys, time; from binary_net import training; '
+        [sys.executable, '-c', 'import sys, time; from binary_net import train as training; '
          'lock = training.ModelLock(sys.argv[1]); print("locked", flush=True); time.sleep(60)',
          model], cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == 'locked'
@@ -324,7 +324,7 @@ def test_ctrl_c_during_a_download_keeps_the_part_file(tmp_path):
     try:
         part = tmp_path / 'mnist' / 'train-images-idx3-ubyte.gz.part'
         process = subprocess.Popen(
-            [sys.executable, '-m', 'binary_net.datasets', 'download', 'mnist', '--quiet',
+            [sys.executable, '-m', 'binary_net.data', 'download', 'mnist', '--quiet',
              '--data-path', str(tmp_path),
              '--base-url', 'http://127.0.0.1:%d/' % server.server_address[1]],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import datasets, kernels
-from binary_net.datasets import DatasetError
+from binary_net import data as datasets, kernels
+from binary_net.data import DatasetError
 from helpers import REPO, assert_one_line_error
 
 BUILD_BATCHES = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-jpeg', 'build_batches.py')
@@ -68,7 +68,7 @@ def test_planted_os_system_in_a_cifar_batch_does_not_run(tmp_path, protocol):
     assert marker.exists()
     marker.unlink()
 
-    result = subprocess.run([sys.executable, '-m', 'binary_net.datasets', 'check', 'cifar10',
+    result = subprocess.run([sys.executable, '-m', 'binary_net.data', 'check', 'cifar10',
                              '--data-path', root], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2

@@ -15,7 +15,7 @@ products) are exact (tests/test_theano_ops.py).
 import numpy as np
 import pytest
 
-from binary_net import datasets, networks, theano_ops, training
+from binary_net import data as datasets, networks, theano_ops, train as training
 
 MLP = networks.mnist_spec(num_units=256)
 CONV = networks.cifar10_spec(filters=(16, 16, 32, 32, 64, 64), dense_units=64)

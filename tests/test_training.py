@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import datasets, modelfile, networks, training
+from binary_net import data as datasets, modelfile, networks, train
 
 SPEC = networks.mnist_spec(num_units=128, dropout_p=0.2)
-# training.fit settings of the checkpoint tests: no progress bar, no log.
+# train.fit settings of the checkpoint tests: no progress bar, no log.
 QUIET_FIT = dict(batch_size=100, lr_start=3e-3, lr_end=3e-5, progress=False,
                  log=lambda line: None)
 
@@ -22,7 +22,7 @@ def splits(mnist_root):
 
 @pytest.fixture(scope='module')
 def trainer():
-    return training.Trainer(SPEC, seed=7)
+    return train.Trainer(SPEC, seed=7)
 
 
 def _fresh_state(trainer, params, optimizer_state):
@@ -38,7 +38,7 @@ def initial_state(trainer):
 
 def test_one_epoch_on_real_mnist_learns(trainer, initial_state, splits, tmp_path):
     _fresh_state(trainer, *initial_state)
-    history = training.fit(trainer, splits, str(tmp_path / 'm.npz'), epochs=1,
+    history = train.fit(trainer, splits, str(tmp_path / 'm.npz'), epochs=1,
                            batch_size=100, lr_start=3e-3, lr_end=3e-3, progress=False,
                            log=lambda line: None)
     # 10000 images, one epoch, 128 binary units: chance is 90% error.
@@ -52,14 +52,14 @@ def test_one_epoch_on_real_mnist_learns(trainer, initial_state, splits, tmp_path
 def test_resume_continues_exactly(trainer, initial_state, splits, tmp_path):
     kwargs = dict(QUIET_FIT, epochs=3)
     _fresh_state(trainer, *initial_state)
-    straight = training.fit(trainer, splits, str(tmp_path / 'a.npz'), **kwargs)
+    straight = train.fit(trainer, splits, str(tmp_path / 'a.npz'), **kwargs)
     straight_params = trainer.param_values()
 
     _fresh_state(trainer, *initial_state)
     path_b = str(tmp_path / 'b.npz')
     # Run only the first epoch of the same 3-epoch schedule, as a run interrupted
     # during its second epoch would have.
-    checkpoint = training.companion_paths(path_b)[0]
+    checkpoint = train.companion_paths(path_b)[0]
     original_train_epoch = trainer.train_epoch
     calls = []
 
@@ -72,7 +72,7 @@ def test_resume_continues_exactly(trainer, initial_state, splits, tmp_path):
     trainer.train_epoch = interrupt_after_first
     try:
         with pytest.raises(KeyboardInterrupt):
-            training.fit(trainer, splits, path_b, **kwargs)
+            train.fit(trainer, splits, path_b, **kwargs)
     finally:
         del trainer.train_epoch
     assert os.path.exists(checkpoint)
@@ -81,7 +81,7 @@ def test_resume_continues_exactly(trainer, initial_state, splits, tmp_path):
     _fresh_state(trainer, [rng.uniform(-1, 1, v.shape).astype(v.dtype)
                            for v in initial_state[0]],
                  [v + 1 for v in initial_state[1]])
-    resumed = training.fit(trainer, splits, path_b, resume=True, **kwargs)
+    resumed = train.fit(trainer, splits, path_b, resume=True, **kwargs)
     assert [h['train_loss'] for h in resumed] == [h['train_loss'] for h in straight]
     for a, b in zip(straight_params, trainer.param_values()):
         np.testing.assert_array_equal(a, b)
@@ -90,24 +90,24 @@ def test_resume_continues_exactly(trainer, initial_state, splits, tmp_path):
 def _fit_one_epoch(trainer, initial_state, splits, path):
     """From the initial state, train one epoch with QUIET_FIT, saving to path."""
     _fresh_state(trainer, *initial_state)
-    training.fit(trainer, splits, path, epochs=1, **QUIET_FIT)
+    train.fit(trainer, splits, path, epochs=1, **QUIET_FIT)
 
 
 def test_resume_refuses_other_settings(trainer, initial_state, splits, tmp_path):
     path = str(tmp_path / 'c.npz')
     _fit_one_epoch(trainer, initial_state, splits, path)
-    with pytest.raises(training.TrainingError, match='epochs'):
-        training.fit(trainer, splits, path, epochs=5, resume=True, **QUIET_FIT)
-    with pytest.raises(training.TrainingError, match='no checkpoint'):
-        training.fit(trainer, splits, str(tmp_path / 'none.npz'), epochs=1, resume=True,
+    with pytest.raises(train.TrainingError, match='epochs'):
+        train.fit(trainer, splits, path, epochs=5, resume=True, **QUIET_FIT)
+    with pytest.raises(train.TrainingError, match='no checkpoint'):
+        train.fit(trainer, splits, str(tmp_path / 'none.npz'), epochs=1, resume=True,
                      **QUIET_FIT)
 
 
 def test_same_seed_gives_same_model(trainer, initial_state, splits):
-    twin = training.Trainer(SPEC, seed=7)
+    twin = train.Trainer(SPEC, seed=7)
     for a, b in zip(initial_state[0], twin.param_values()):
         np.testing.assert_array_equal(a, b)
-    other = training.Trainer(SPEC, seed=8)
+    other = train.Trainer(SPEC, seed=8)
     assert not np.array_equal(initial_state[0][0], other.param_values()[0])
     _fresh_state(trainer, *initial_state)
     loss_a = trainer.train_epoch(splits.X_train, splits.y_train, 0, 100, 1e-3)
@@ -123,8 +123,8 @@ def test_nan_loss_stops_and_keeps_last_good_model(trainer, initial_state, splits
     saved = open(path, 'rb').read()
     poisoned = splits._replace(X_train=splits.X_train.copy())
     poisoned.X_train[:] = np.nan
-    with pytest.raises(training.TrainingError, match='NaN at epoch 1, batch 1'):
-        training.fit(trainer, poisoned, path, epochs=1, **QUIET_FIT)
+    with pytest.raises(train.TrainingError, match='NaN at epoch 1, batch 1'):
+        train.fit(trainer, poisoned, path, epochs=1, **QUIET_FIT)
     assert open(path, 'rb').read() == saved
 
 
@@ -146,7 +146,7 @@ def test_ctrl_c_saves_and_resume_continues(repo_root, mnist_root, tmp_path):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert 'interrupted' in err and '--resume' in err and 'Traceback' not in err
-    assert os.path.exists(model) and os.path.exists(training.companion_paths(model)[0])
+    assert os.path.exists(model) and os.path.exists(train.companion_paths(model)[0])
 
     done = _run_trainer(repo_root, mnist_root, model, '--epochs', '400', '--resume')
     for line in done.stdout:

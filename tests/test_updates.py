@@ -4,6 +4,7 @@ The expected parameter values are computed in numpy from the gradients the
 compiled function reports at the old parameter values, with the update rules
 (SGD, and Adam as Kingma and Ba define it) written out independently here.
 """
+import doctest
 from collections import OrderedDict
 
 import numpy as np
@@ -13,6 +14,7 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DenseLayer, InputLayer
 
+from binary_net import updates as updates_module
 from binary_net.layers import BatchNormLayer, XnorConvLayer, XnorDenseLayer
 from binary_net.objectives import categorical_accuracy, squared_hinge_loss
 from binary_net.updates import binary_layers, binary_updates, learning_rate_scale
@@ -288,3 +290,9 @@ def test_categorical_accuracy_against_numpy(objectives):
     assert acc_labels == pytest.approx(expected)
     assert acc_pm == pytest.approx(expected)
     assert acc_onehot == pytest.approx(expected)
+
+
+def test_docstring_examples_hold():
+    """The usage Examples in binary_net.updates's docstrings run as doctests and hold."""
+    result = doctest.testmod(updates_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 10

@@ -429,7 +429,7 @@ def test_mnist_script_in_xnor_mode_on_plain_and_packed_files(tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_xnor_equals_float_on_the_whole_real_mnist_test_set(mnist_root):
-    from binary_net import datasets
+    from binary_net import data as datasets
 
     data = datasets.load('mnist', mnist_root)
     X_train, X_test = data['train'][0], data['test'][0]

@@ -13,8 +13,8 @@ import importlib
 import sys
 
 #: name -> (module, how it is called, one line of help). 'run': the module has
-#: add_arguments(parser) and run(args, parser); 'main': main(argv) gets the
-#: arguments after the command; 'main+name': main(argv) gets the command too.
+#: add_arguments(parser) and run(args, parser); 'main': main(argv, prog) gets the
+#: arguments after the command; 'main+name': main(argv, prog) gets the command too.
 COMMANDS = {
     'train': ('binary_net.train.cli', 'main', 'train a reference network: train DATASET ...'),
     'evaluate': ('binary_net.cli.evaluate', 'run', 'test error of a model: evaluate DATASET ...'),
@@ -56,9 +56,9 @@ def main(argv=None):
     module_name, style, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
     if style == 'main':
-        return module.main(rest)
+        return module.main(rest, prog='python -m binary_net ' + name)
     if style == 'main+name':
-        return module.main([name] + rest)
+        return module.main([name] + rest, prog='python -m binary_net')
     sub = argparse.ArgumentParser(prog='python -m binary_net ' + name, description=help_text)
     module.add_arguments(sub)
     return module.run(sub.parse_args(rest), sub)

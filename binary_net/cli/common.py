@@ -9,7 +9,7 @@ line ``error: ...`` on stderr and exit status :data:`EXIT_ERROR` (2), or
 import os
 import sys
 
-from .. import argtypes, datasets, inference, kernels, modelfile
+from .. import argtypes, data, inference, kernels, modelfile
 from ..deploy import export, firmware, packed
 from ..errors import ModelFileError, first_line
 from ..spec import REFERENCE_SPECS, reference_spec
@@ -33,7 +33,7 @@ class CommandError(Exception):
 
 
 #: Errors whose message is the one line printed.
-REPORTED = (ModelFileError, datasets.DatasetError, CommandError,
+REPORTED = (ModelFileError, data.DatasetError, CommandError,
             kernels.KernelBuildError, export.ExportError, firmware.FirmwareError)
 
 
@@ -145,7 +145,7 @@ def calibrate(network, X_train, size, dataset, preprocess=None, pixel_scaling=No
     """Calibrate ``network``'s activation ranges on the first ``size`` training images.
 
     The images are scaled to [-1, 1] as the network was trained
-    (:func:`binary_net.datasets.scale_pixels`; ``pixel_scaling`` overrides the
+    (:func:`binary_net.data.scale_pixels`; ``pixel_scaling`` overrides the
     network's), then go through ``preprocess`` (the model's preprocessing), if given.
 
     Parameters
@@ -154,7 +154,7 @@ def calibrate(network, X_train, size, dataset, preprocess=None, pixel_scaling=No
     X_train : uint8 ndarray, the training images
     size : int
     dataset : str, the dataset's name
-    preprocess : binary_net.preprocessing.Preprocessing or None
+    preprocess : binary_net.data.preprocessing.Preprocessing or None
     pixel_scaling : str or None
         Default: ``network.pixel_scaling``.
 
@@ -170,7 +170,7 @@ def calibrate(network, X_train, size, dataset, preprocess=None, pixel_scaling=No
     n = min(size, len(X_train))
     if n == 0:
         raise CommandError('the %s training set is empty: nothing to calibrate on' % dataset)
-    X = datasets.scale_pixels(X_train[:n], pixel_scaling or network.pixel_scaling, dataset)
+    X = data.scale_pixels(X_train[:n], pixel_scaling or network.pixel_scaling, dataset)
     if preprocess is not None:
         X = preprocess.apply(X)
     network.calibrate(X)

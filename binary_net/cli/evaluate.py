@@ -14,9 +14,9 @@ description. Position-only ``.npz`` files of the original theano-xnor-net get th
 script's reference architecture (:func:`binary_net.spec.reference_spec`), with the widths
 (units of dense layers, filters of convolutions) read from the arrays' shapes.
 
-Images are scaled to [-1, 1] as for training (:func:`datasets.to_unit_range`), then
+Images are scaled to [-1, 1] as for training (:func:`binary_net.data.to_unit_range`), then
 go through the preprocessing stored in the model file (GCN, ZCA: see
-:mod:`binary_net.preprocessing`), if any.
+:mod:`binary_net.data.preprocessing`), if any.
 Fixed and int modes calibrate their static activation ranges on the first 1000
 training images (``--calibration-size``), in float arithmetic, before evaluating
 (:func:`binary_net.cli.common.calibrate`).
@@ -31,13 +31,16 @@ import time
 
 import numpy as np
 
-from .. import argtypes, datasets, inference, preprocessing
+from .. import argtypes, inference
+from .. import data as datasets
 from .. import integer  # noqa: F401 (registers mode 'int')
-from .common import (CALIBRATION_SIZE, CommandError, add_calibration_argument,
-                     add_data_path_argument, add_model_argument, calibrate, open_model,
-                     positive_int, report_errors)
+from ..data import preprocessing
+from .common import (CALIBRATION_SIZE, REFERENCE_DATASETS, CommandError,
+                     add_calibration_argument, add_data_path_argument, add_model_argument,
+                     calibrate, open_model, positive_int, report_errors)
 
-TITLES = {'mnist': 'MNIST', 'cifar10': 'CIFAR-10', 'svhn': 'SVHN'}
+#: The test sets, by name: those with a reference architecture.
+TITLES = {name: datasets.DATASETS[name].title for name in REFERENCE_DATASETS}
 # Options each mode takes from the command line (attribute names of the parsed args);
 # a mode added to inference.MODES lists its options here.
 MODE_OPTIONS = {'float': (), 'xnor': (),
@@ -199,7 +202,7 @@ def evaluate(network, X, y, mode='float', batch_size=100, progress=True, dataset
 
     Pixels are scaled as the network was trained (``network.pixel_scaling``, see
     :func:`datasets.scale_pixels`), then go through ``preprocess`` (a
-    :class:`binary_net.preprocessing.Preprocessing`, the model's) if given;
+    :class:`binary_net.data.preprocessing.Preprocessing`, the model's) if given;
     ``y`` must already follow ``network.labels``.
 
     Returns

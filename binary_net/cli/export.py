@@ -11,14 +11,15 @@ firmware it builds where the toolchain is installed
 import os
 import re
 
-from .. import datasets, integer, preprocessing
+from .. import data, integer
+from ..data import preprocessing
 from ..deploy import export, firmware
 from .common import (CALIBRATION_SIZE, CommandError, add_calibration_argument,
                      add_data_path_argument, add_model_argument, calibrate, open_model,
                      report_errors)
 
 #: Datasets whose training images can calibrate an export.
-DATASETS = ('mnist', 'fashion-mnist', 'cifar10', 'svhn')
+DATASETS = data.DATASET_NAMES
 
 
 def add_arguments(parser):
@@ -72,13 +73,13 @@ def _load(args):
         if dataset not in DATASETS:
             raise CommandError('cannot tell which training images calibrate the %r network: '
                                'give --dataset' % (model.spec.get('name'),))
-    X_train = datasets.load(dataset, args.data_path)['train'][0]
+    X_train = data.load(dataset, args.data_path)['train'][0]
     network = model.network
     if X_train.shape[1:] != network.input_shape:
         raise CommandError('the %s network takes inputs shaped %s, but %s images are shaped %s'
                            % (model.spec.get('name', 'given'), network.input_shape, dataset,
                               X_train.shape[1:]))
-    # The C code is fed int8 pixels scaled as datasets.to_unit_range does.
+    # The C code is fed int8 pixels scaled as data.to_unit_range does.
     n = calibrate(network, X_train, args.calibration_size, dataset, pixel_scaling='default')
     return model, dataset, n
 

@@ -1,7 +1,7 @@
 """The input preprocessing a model was trained with, stored in and read from its file.
 
 Training feeds every network images scaled to [-1, 1]
-(:func:`binary_net.datasets.to_unit_range`); the conv trainers' ``--gcn`` and
+(:func:`binary_net.data.to_unit_range`); the conv trainers' ``--gcn`` and
 ``--zca`` then apply global contrast normalization (pylearn2's, scale 55) and
 ZCA whitening fitted on the training split. A :class:`Preprocessing` holds
 that transform; :func:`prepare` fits it while loading the data for training,
@@ -20,8 +20,10 @@ use it, and the C export refuses such models.
 """
 import numpy as np
 
-from . import datasets, modelfile
-from .deploy import packed
+from .. import modelfile
+from ..deploy import packed
+from .normalize import ZCA, global_contrast_normalize
+from .splits import prepare as prepare_splits
 
 ARRAY_PREFIX = modelfile.PREPROCESSING_PREFIX
 META_KEY = 'preprocessing'
@@ -33,10 +35,10 @@ class Preprocessing:
     Parameters
     ----------
     gcn : dict or None
-        ``{'scale': s, 'eps': e}`` for :func:`binary_net.datasets.global_contrast_normalize`.
+        ``{'scale': s, 'eps': e}`` for :func:`binary_net.data.global_contrast_normalize`.
     zca_mean, zca_whitening : numpy arrays or None
         ``x -> (x - mean) @ whitening`` on each flattened image (float64
-        arithmetic, as :class:`binary_net.datasets.ZCA`).
+        arithmetic, as :class:`binary_net.data.ZCA`).
     zca_filter_bias : float or None, recorded only
     """
 
@@ -58,7 +60,7 @@ class Preprocessing:
         """Fit on training images in [-1, 1]: GCN parameters, ZCA on the GCN output."""
         pre = cls(gcn=dict(scale=float(gcn_scale), eps=float(gcn_eps)) if gcn else None)
         if zca:
-            whitener = datasets.ZCA(filter_bias=filter_bias).fit(pre._gcn(X_train))
+            whitener = ZCA(filter_bias=filter_bias).fit(pre._gcn(X_train))
             # Stored, and therefore used, in float32.
             pre = cls(pre.gcn, whitener.mean_.astype(np.float32),
                       whitener.whitening_.astype(np.float32), filter_bias)
@@ -79,7 +81,7 @@ class Preprocessing:
     def _gcn(self, X):
         if not self.gcn or len(X) == 0:
             return np.asarray(X, dtype=np.float32)
-        return datasets.global_contrast_normalize(X, scale=self.gcn['scale'],
+        return global_contrast_normalize(X, scale=self.gcn['scale'],
                                                   eps=self.gcn['eps'])
 
     def apply(self, X):
@@ -149,7 +151,7 @@ def from_file(path):
 
 def prepare(name, data_path=None, train_size=None, valid_size=None, gcn=False, zca=False,
             **load_kwargs):
-    """:func:`binary_net.datasets.prepare` with the preprocessing fitted and returned.
+    """:func:`binary_net.data.prepare` with the preprocessing fitted and returned.
 
     The splits are scaled to [-1, 1] there and transformed here by a
     :class:`Preprocessing` fitted on the training split, so that evaluation,
@@ -158,10 +160,10 @@ def prepare(name, data_path=None, train_size=None, valid_size=None, gcn=False, z
 
     Returns
     -------
-    (datasets.Splits, Preprocessing)
+    (binary_net.data.Splits, Preprocessing)
     """
-    splits = datasets.prepare(name, data_path=data_path, train_size=train_size,
-                              valid_size=valid_size, **load_kwargs)
+    splits = prepare_splits(name, data_path=data_path, train_size=train_size,
+                            valid_size=valid_size, **load_kwargs)
     pre = Preprocessing.fit(splits.X_train, gcn=gcn, zca=zca)
     if pre.is_identity:
         return splits, pre
