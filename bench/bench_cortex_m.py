@@ -70,8 +70,8 @@ def main(argv=None):
     parser.add_argument('--data-path', help='data root (default: $PYLEARN2_DATA_PATH)')
     args = parser.parse_args(argv)
 
-    from binary_net import datasets, export, firmware, integer, modelfile, networks
-    from binary_net.inference import fold
+    from binary_net import datasets, export, firmware, modelfile, networks
+    from binary_net.infer import fold, integer
 
     missing = firmware.toolchain_missing() or firmware.qemu_missing()
     if missing:

@@ -2,9 +2,9 @@
 
 ``test/mnist_test.py``, ``test/cifar10_test.py`` and ``test/svhn_test.py`` only call
 :func:`main` with their dataset's name. The model is folded into a numpy
-:class:`~binary_net.inference.FoldedNetwork` and run in float or simulated
+:class:`~binary_net.infer.FoldedNetwork` and run in float or simulated
 fixed-point arithmetic or on the bit-packed XNOR kernels (``--mode``); see
-:mod:`binary_net.inference` and :mod:`binary_net.xnor`. Packed model files
+:mod:`binary_net.infer` and :mod:`binary_net.infer.xnor`. Packed model files
 (:func:`binary_net.modelfile.save_packed`) are recognized by their content and
 evaluated in every mode.
 
@@ -29,8 +29,9 @@ import time
 
 import numpy as np
 
-from . import (argtypes, datasets, errors, inference, integer,  # integer: mode 'int'
-               kernels, modelfile, preprocessing)
+from . import argtypes, datasets, errors, kernels, modelfile, preprocessing
+from . import infer as inference
+from .infer import FIXED_DEFAULTS
 from .spec import reference_spec
 
 EXIT_ERROR = 2
@@ -43,8 +44,6 @@ MODE_OPTIONS = {'float': (), 'xnor': (),
 MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point',
              'xnor': 'bit-packed XNOR-popcount kernels, scores identical to float',
              'int': 'true integer arithmetic, bit-exact with the C export'}
-FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
-                      rounding='half_even')
 
 
 class EvaluationError(Exception):
@@ -121,7 +120,7 @@ def build_parser(dataset):
     parser.add_argument('--mode', default='float', choices=sorted(inference.MODES),
                         help='arithmetic: %s (default: %%(default)s)'
                              % ', '.join('%s (%s)' % (mode, MODE_HELP.get(mode, 'see '
-                                                                          'binary_net.inference'))
+                                                                          'binary_net.infer'))
                                          for mode in sorted(inference.MODES)))
     parser.add_argument('--batch-size', type=positive_int, default=100, metavar='B',
                         help='images per step (default: %(default)s)')
@@ -146,7 +145,7 @@ def build_parser(dataset):
                        help="'calibrated' (default): the scheme above; 'original': the "
                             "original theano-xnor-net's fixed point (its per-layer data and "
                             "integer bits, 15-bit parameters, symmetric saturation; see "
-                            "binary_net.fixed_original); only --rounding applies to it "
+                            "binary_net.infer.fixed_original); only --rounding applies to it "
                             "(activations; default half_even as Theano >= 0.9)")
     fixed.add_argument('--calibration-size', type=positive_int, default=CALIBRATION_SIZE,
                        metavar='N', help='calibrate activation ranges on the first N training '

@@ -1,6 +1,6 @@
 """``python -m binary_net export``: standalone C99 inference code for a trained model.
 
-The code computes exactly what :mod:`binary_net.integer` (``mode='int'``) computes:
+The code computes exactly what :mod:`binary_net.infer.integer` (``mode='int'``) computes:
 the same integer codes, the same rounding and saturation, so the label and the
 integer scores it gives for an input are those of ``FoldedNetwork.predict(X,
 mode='int')``. Four files are written into ``--out`` (``PREFIX`` is ``--name``,
@@ -253,7 +253,7 @@ def generate_c(program, name, source='a trained model', popcount='builtin'):
 
     Parameters
     ----------
-    program : binary_net.integer.IntegerNetwork
+    program : binary_net.infer.integer.IntegerNetwork
     name : str
         The C prefix (an identifier): files ``name.h``, ``name_weights.h``,
         ``name.c``, ``name_example.c`` and the function ``name_predict``.
@@ -419,7 +419,7 @@ def add_arguments(parser):
 
 
 def _load(args):
-    from . import inference, modelfile
+    from . import infer as inference, modelfile
 
     dataset = args.dataset
     if getattr(modelfile, 'is_packed', None) and modelfile.is_packed(args.model):
@@ -469,7 +469,8 @@ def _kib(n):
 
 def run(args):
     """Export ``args.model`` as C into ``args.out``; returns the exit status."""
-    from . import datasets, integer, modelfile
+    from . import datasets, modelfile
+    from .infer import integer
 
     try:
         network, spec, dataset, n_calib, contents = _load(args)

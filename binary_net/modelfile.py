@@ -375,7 +375,7 @@ def check_shapes(param_values, params, path='model'):
 # Packed model files: binary weights at 1 bit each
 # ---------------------------------------------------------------------------
 #
-# A packed model file holds a *folded* network (binary_net.inference.fold) for
+# A packed model file holds a *folded* network (binary_net.infer.fold) for
 # inference only. It is an uncompressed .npz archive (read it with numpy.load)
 # with these entries:
 #
@@ -510,7 +510,7 @@ def save_packed(path, folded_or_values, spec, extra=None, named=None):
     ----------
     path : str
     folded_or_values : FoldedNetwork or list of ndarray
-        A folded network (:func:`binary_net.inference.fold`), or the parameter
+        A folded network (:func:`binary_net.infer.fold`), or the parameter
         arrays of ``spec`` in model-file order, which are folded here.
     spec : dict or None
         The network description, stored in the file (None: unknown, allowed only
@@ -528,7 +528,7 @@ def save_packed(path, folded_or_values, spec, extra=None, named=None):
     The layout is described in the comment above this function in the source and
     in the header's ``bit_order``; see also :func:`load_packed`.
     """
-    from . import inference
+    from . import infer as inference
 
     if isinstance(folded_or_values, inference.FoldedNetwork):
         network = folded_or_values
@@ -584,7 +584,7 @@ def load_packed(path):
 
     Returns
     -------
-    network : binary_net.inference.FoldedNetwork
+    network : binary_net.infer.FoldedNetwork
         Ready for every mode. Its XNOR ops hold the weight signs (unpacked to int8
         for float and fixed mode) and alpha, but no real-valued weights; in xnor
         mode they use the stored words directly, without packing again.
@@ -680,7 +680,8 @@ def _validate_packed_header(header):
 
 
 def _unpack_network(header, arrays):
-    from . import inference, xnor
+    from . import infer as inference
+    from .infer import xnor
 
     ops = []
     for index, record in enumerate(header['ops']):
@@ -794,7 +795,7 @@ def run(args):
     """``python -m binary_net pack``: returns the exit status (0, or 2 after ``error:``)."""
     import sys
 
-    from . import inference
+    from . import infer as inference
 
     try:
         if os.path.abspath(args.out) == os.path.abspath(args.model):

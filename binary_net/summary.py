@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from . import inference, modelfile
+from . import infer as inference, modelfile
 from .spec import layer_plan, output_size, reference_spec
 
 __all__ = ['summary', 'totals', 'format_table', 'add_arguments', 'run']

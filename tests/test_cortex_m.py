@@ -20,8 +20,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, export, firmware, integer, modelfile
-from binary_net.inference import fold
+from binary_net import datasets, export, firmware, modelfile
+from binary_net.infer import fold, integer
 from helpers import REPO, run_python
 from test_integer import get_case
 

@@ -14,9 +14,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import datasets, export, integer, modelfile, networks
+from binary_net import datasets, export, modelfile, networks
 from binary_net.__main__ import main
-from binary_net.inference import fold
+from binary_net.infer import fold, integer
 from helpers import REPO, RandomCase, run_python
 from test_integer import fitted_mnist, get_case
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import datasets, inference, modelfile
+from binary_net import datasets, modelfile
+from binary_net import infer as inference
 from test_export import check_bit_exact, needs_cc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
