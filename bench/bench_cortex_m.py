@@ -70,9 +70,9 @@ def main(argv=None):
     parser.add_argument('--data-path', help='data root (default: $PYLEARN2_DATA_PATH)')
     args = parser.parse_args(argv)
 
-    from binary_net import data as datasets, integer, modelfile, networks
+    from binary_net import data as datasets, modelfile, networks
     from binary_net.deploy import export, firmware
-    from binary_net.inference import fold
+    from binary_net.infer import fold, integer
 
     missing = firmware.toolchain_missing() or firmware.qemu_missing()
     if missing:

@@ -5,7 +5,7 @@
                                    [--mnist-batch B] [--cifar-batch B]
                                    [--mnist-model PATH] [--networks mnist4096 ...]
 
-Networks (folded with binary_net.inference.fold, run with FoldedNetwork.predict_scores):
+Networks (folded with binary_net.infer.fold, run with FoldedNetwork.predict_scores):
 
 * ``mnist4096``: the reference MNIST MLP (3 XNOR dense layers of 4096 units), random weights;
 * ``mnist-model``: a trained MNIST model file (``--mnist-model``; the shipped 1024-unit
@@ -57,7 +57,7 @@ NETWORKS = ('mnist4096', 'mnist-model', 'cifar10')
 
 def random_network(spec, seed=0):
     import numpy as np
-    from binary_net import inference
+    from binary_net import infer as inference
     from binary_net.spec import expected_param_shapes
 
     rng = np.random.RandomState(seed)
@@ -108,9 +108,10 @@ def build(name, args):
 
 def instrumented_run(net, X, mode, clock):
     """Per-op times of one run, plus the pack / kernel split inside the XNOR ops."""
-    from binary_net import inference, kernels, xnor
+    from binary_net import infer as inference, kernels
+    from binary_net.infer import xnor
 
-    ctx = inference._make_context(net, mode, {})
+    ctx = inference.make_context(net, mode, {})
     x = ctx.network_input(X)
     per_op, inside = [], {'pack': 0.0, 'kernel': 0.0}
     for op in net.ops:

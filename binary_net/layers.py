@@ -13,6 +13,7 @@ from lasagne import init, nonlinearities
 from lasagne.layers import Conv2DLayer, DenseLayer, Layer
 
 from . import binarize
+from .spec import explicit_pad
 
 
 class _XnorMixin:
@@ -131,19 +132,6 @@ class XnorDenseLayer(_XnorMixin, DenseLayer):
         return self._scaled(product, K)
 
 
-def _explicit_pad(pad, filter_size):
-    """Lasagne's pad argument as an explicit (rows, cols) pair of zero padding."""
-    if pad == 'valid':
-        return (0, 0)
-    if pad == 'full':
-        return tuple(s - 1 for s in filter_size)
-    if pad == 'same':
-        if any(s % 2 == 0 for s in filter_size):
-            raise ValueError("pad='same' needs odd filter sizes, got %r" % (filter_size,))
-        return tuple(s // 2 for s in filter_size)
-    return lasagne.utils.as_tuple(pad, 2, int)
-
-
 class XnorConvLayer(_XnorMixin, Conv2DLayer):
     """A 2D XNOR convolution: ``(sign(X) * sign(W)) . K . alpha + b``.
 
@@ -199,7 +187,7 @@ class XnorConvLayer(_XnorMixin, Conv2DLayer):
                  flip_filters=True, binary_input=True, scale_input=True,
                  scale_weights=True, **kwargs):
         super().__init__(incoming, num_filters, filter_size, stride=stride,
-                         pad=_explicit_pad(pad, lasagne.utils.as_tuple(filter_size, 2)),
+                         pad=explicit_pad(pad, lasagne.utils.as_tuple(filter_size, 2)),
                          W=W, b=b, nonlinearity=nonlinearity, **kwargs)
         self.flip_filters = flip_filters
         self.bias_before_scaling = False

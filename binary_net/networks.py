@@ -5,7 +5,6 @@ and the layer-entry helpers, in the Theano-free :mod:`binary_net.spec`; they are
 importable from here too (``binary_net.networks.mnist_spec``, ...).
 :func:`build` turns one into a Lasagne network of :mod:`binary_net.layers`.
 """
-import lasagne
 from lasagne import nonlinearities
 from lasagne.layers import (Conv2DLayer, DenseLayer, DropoutLayer, InputLayer,
                             MaxPool2DLayer)

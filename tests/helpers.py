@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 
-from binary_net import data as datasets, inference, networks
+from binary_net import data as datasets, networks
+from binary_net import infer as inference
+from binary_net.spec import expected_param_shapes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,7 +65,7 @@ def random_model(spec, X, rng, spread=0.3, gamma=(0.5, 1.5), jitter_inv_std=True
     """
     values = []
     by_layer = {}
-    for number, kind, name, shape in inference.expected_param_shapes(spec):
+    for number, kind, name, shape in expected_param_shapes(spec):
         by_layer.setdefault(number, []).append((kind, name, shape))
     for number, arrays in sorted(by_layer.items()):
         if arrays[0][0] == 'batch_norm':

@@ -20,9 +20,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import data as datasets, integer, modelfile
+from binary_net import data as datasets, modelfile
 from binary_net.deploy import export, firmware
-from binary_net.inference import fold
+from binary_net.infer import fold, integer
 from helpers import REPO, run_python
 from test_integer import get_case
 

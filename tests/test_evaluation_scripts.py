@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from binary_net import data as datasets, inference, modelfile, networks
-from binary_net.spec import original_conventions
+from binary_net import data as datasets, modelfile, networks
+from binary_net import infer as inference
+from binary_net.spec import expected_param_shapes, original_conventions
 from helpers import REPO, run_python, write_mnist
 
 N_TEST = {'mnist': 30, 'cifar10': 25, 'svhn': 22}
@@ -53,7 +54,7 @@ def write_svhn(root, rng):
 def random_values(spec, rng):
     """Random arrays of the right shapes (inv_std positive, alpha = mean |W|)."""
     values = []
-    for _, _, name, shape in inference.expected_param_shapes(spec):
+    for _, _, name, shape in expected_param_shapes(spec):
         if name == 'inv_std':
             value = rng.uniform(0.05, 0.3, shape)
         elif name == 'beta_filter':
@@ -73,7 +74,7 @@ def original_layout(spec, values):
     marked = original_conventions(spec)
     return [np.full(shape, np.float32(1) / np.float32(np.prod(shape[1:])), np.float32)
             if name == 'beta_filter' else v
-            for v, (_, _, name, shape) in zip(values, inference.expected_param_shapes(marked))]
+            for v, (_, _, name, shape) in zip(values, expected_param_shapes(marked))]
 
 
 @pytest.fixture(scope='module')

@@ -14,11 +14,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from binary_net import data as datasets, integer, modelfile, networks
+from binary_net import data as datasets, modelfile, networks
 from binary_net.deploy import export
 from binary_net.deploy.packed import save_packed
 from binary_net.__main__ import main
-from binary_net.inference import fold
+from binary_net.infer import fold, integer
 from helpers import REPO, RandomCase, run_python
 from test_integer import fitted_mnist, get_case
 

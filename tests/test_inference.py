@@ -1,4 +1,4 @@
-"""Tests for binary_net.inference: folded numpy inference against the Theano network.
+"""Tests for binary_net.infer: folded numpy inference against the Theano network.
 
 Theano compiles C code per graph, so each network below is compiled once (module
 fixtures) and its deterministic output reused by every test that needs it.
@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import inference, networks
-from binary_net.inference import fold, quantize
-from binary_net.modelfile import ModelFileError
+from binary_net import infer, networks
+from binary_net.errors import ModelFileError
+from binary_net.infer import fold, numerics, quantize
+from binary_net.spec import expected_param_shapes
 from helpers import RandomCase, variants_spec
 
 WIDE = dict(input_bits=48, input_frac=40, param_bits=48, act_bits=48)
@@ -104,7 +105,7 @@ def test_im2col_conv_equals_direct_loops():
     x = rng.standard_normal((2, 3, 7, 6))
     w = rng.standard_normal((4, 3, 3, 2))
     stride, pad = (2, 1), (1, 2)
-    got = inference.conv2d(x, w, stride, pad)
+    got = infer.conv2d(x, w, stride, pad)
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (2, 2)))
     expected = np.zeros(got.shape)
     for i in range(got.shape[2]):
@@ -114,16 +115,16 @@ def test_im2col_conv_equals_direct_loops():
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     # Sums of +-1 terms are exact, so one product per chunk gives the same bits.
     signs, w_signs = np.sign(x).astype(np.float32), np.sign(w).astype(np.float32)
-    per_sample = inference.conv2d(signs, w_signs, stride, pad)
+    per_sample = infer.conv2d(signs, w_signs, stride, pad)
     np.testing.assert_array_equal(per_sample, np.rint(per_sample))
-    np.testing.assert_array_equal(inference.conv2d(signs, w_signs, stride, pad, per_sample=False),
+    np.testing.assert_array_equal(infer.conv2d(signs, w_signs, stride, pad, per_sample=False),
                                   per_sample)
-    old = inference.IM2COL_MAX_ELEMENTS
-    inference.IM2COL_MAX_ELEMENTS = 10  # one sample per chunk
+    old = numerics.IM2COL_MAX_ELEMENTS
+    numerics.IM2COL_MAX_ELEMENTS = 10  # one sample per chunk
     try:
-        np.testing.assert_array_equal(inference.conv2d(x, w, stride, pad), got)
+        np.testing.assert_array_equal(infer.conv2d(x, w, stride, pad), got)
     finally:
-        inference.IM2COL_MAX_ELEMENTS = old
+        numerics.IM2COL_MAX_ELEMENTS = old
 
 
 def test_float_products_are_computed_one_sample_at_a_time():
@@ -134,20 +135,20 @@ def test_float_products_are_computed_one_sample_at_a_time():
     for k, f in ((784, 10), (27, 128), (200, 33)):
         x = rng.standard_normal((70, k)).astype(np.float32)
         w = rng.standard_normal((k, f)).astype(np.float32)
-        got = inference.matmul_rows(x, np.ascontiguousarray(w.T))
+        got = infer.matmul_rows(x, np.ascontiguousarray(w.T))
         assert got.dtype == np.float32 and got.shape == (70, f)
         for start, stop in ((0, 1), (1, 2), (3, 10), (5, 70), (64, 70)):
             np.testing.assert_array_equal(
-                inference.matmul_rows(x[start:stop], np.ascontiguousarray(w.T)), got[start:stop])
+                infer.matmul_rows(x[start:stop], np.ascontiguousarray(w.T)), got[start:stop])
         # Within the float32 rounding of a sum of k products: k * 2**-24 * sum |x w|.
         exact = x.astype(np.float64) @ w.astype(np.float64)
         bound = k * 2.0 ** -24 * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
         assert np.all(np.abs(got - exact) <= bound)
     x = rng.standard_normal((9, 3, 32, 32)).astype(np.float32)
     w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    whole = inference.conv2d(x, w, (1, 1), (1, 1))
+    whole = infer.conv2d(x, w, (1, 1), (1, 1))
     for start, stop in ((0, 1), (4, 5), (2, 9)):
-        np.testing.assert_array_equal(inference.conv2d(x[start:stop], w, (1, 1), (1, 1)),
+        np.testing.assert_array_equal(infer.conv2d(x[start:stop], w, (1, 1), (1, 1)),
                                       whole[start:stop])
 
 
@@ -253,11 +254,11 @@ def test_quantize_rounds_and_saturates():
     np.testing.assert_array_equal(quantize([1000.0, -1000.0], 8, -2), [508.0, -512.0])
     with pytest.raises(ValueError, match='rounding'):
         quantize([1.0], 8, 7, 'up')
-    assert inference.fixed_format(1.0, 16) == (1, 14)
-    assert inference.fixed_format(0.99, 16) == (0, 15)
-    assert inference.fixed_format(0.3, 16) == (-1, 16)
-    assert inference.fixed_format(5.0, 8) == (3, 4)
-    assert inference.fixed_format(0.0, 8) == (0, 7)
+    assert infer.fixed_format(1.0, 16) == (1, 14)
+    assert infer.fixed_format(0.99, 16) == (0, 15)
+    assert infer.fixed_format(0.3, 16) == (-1, 16)
+    assert infer.fixed_format(5.0, 8) == (3, 4)
+    assert infer.fixed_format(0.0, 8) == (0, 7)
 
 
 def test_rounding_modes_differ_on_ties(variants_case):
@@ -290,16 +291,18 @@ def test_unknown_modes_and_options_are_rejected(mnist_case):
 
 
 def test_new_modes_plug_in(mnist_case):
-    class GenericProbe(inference.FloatContext):
+    class GenericProbe(infer.FloatContext):
         mode = 'probe'
 
-    class StrictProbe(inference.FloatContext):
+    class StrictProbe(infer.FloatContext):  # implements one op kind, the first op's
         mode = 'strict_probe'
         generic = False
 
-    inference.register_mode('probe', GenericProbe)
-    inference.register_mode('strict_probe', StrictProbe)
-    inference.XnorDense.forward_strict_probe = lambda self, x, ctx: self.forward(x, ctx)
+        def xnor_dense(self, op, x):
+            return op.forward(x, self)
+
+    infer.register_mode('probe', GenericProbe)
+    infer.register_mode('strict_probe', StrictProbe)
     try:
         X = mnist_case.X[:4]
         np.testing.assert_array_equal(mnist_case.net.predict_scores(X, mode='probe'),
@@ -307,8 +310,7 @@ def test_new_modes_plug_in(mnist_case):
         with pytest.raises(ValueError, match="affine op does not support mode 'strict_probe'"):
             mnist_case.net.predict_scores(X, mode='strict_probe')
     finally:
-        del inference.MODES['probe'], inference.MODES['strict_probe']
-        del inference.XnorDense.forward_strict_probe
+        del infer.MODES['probe'], infer.MODES['strict_probe']
 
 
 # ---------------------------------------------------------------------------
@@ -319,7 +321,7 @@ def test_arrays_that_do_not_fit_are_named():
     spec = networks.mnist_spec(num_units=64)
     rng = np.random.RandomState(1)
     good = [rng.uniform(-1, 1, shape).astype(np.float32)
-            for *_, shape in inference.expected_param_shapes(spec)]
+            for *_, shape in expected_param_shapes(spec)]
     fold(spec, good)
     bad = list(good)
     bad[0] = np.zeros((784, 32), np.float32)
@@ -346,7 +348,7 @@ def test_arrays_that_do_not_fit_are_named():
 
 
 def test_inference_imports_neither_theano_nor_lasagne():
-    code = ('import sys, binary_net.inference; '
+    code = ('import sys, binary_net.infer, binary_net.spec, binary_net.summary; '
             'bad = [m for m in sys.modules if m.split(".")[0] in ("theano", "lasagne")]; '
             'sys.exit(bool(bad))')
     assert subprocess.run([sys.executable, '-c', code]).returncode == 0

@@ -1,4 +1,4 @@
-"""Tests for binary_net.integer: mode='int', true integer inference.
+"""Tests for binary_net.infer.integer: mode='int', true integer infer.
 
 The models here are built without Theano, so the tests stay fast: random weights
 with batch-norm statistics fitted to what reaches each batch norm, or, for the
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from binary_net import data as datasets, inference, integer, modelfile, networks
-from binary_net.inference import fold
-from binary_net.integer import requantize
+from binary_net import data as datasets, infer, modelfile, networks
+from binary_net.infer import fold, integer
+from binary_net.infer.integer import requantize
 from helpers import REPO, RandomCase, prefix_output, run_python, unit_images, variants_spec
 
 
@@ -165,7 +165,7 @@ def test_int_mode_computes_in_integers_independently_of_batches(case):
     program = integer.integer_network(case.net)
     np.testing.assert_array_equal(program.forward(integer.input_codes(case.X)), scores)
     np.testing.assert_array_equal(case.net.predict(case.X, mode='int'), scores.argmax(axis=1))
-    assert 'int' in inference.MODES
+    assert 'int' in infer.MODES
 
 
 def test_every_layer_follows_fixed_mode(case):

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from binary_net import data as datasets, inference, modelfile, networks
+from binary_net import data as datasets, infer, modelfile, networks
 from binary_net.cli import evaluate as evaluation
 from binary_net.deploy.packed import save_packed
-from binary_net.spec import reference_spec
+from binary_net.spec import expected_param_shapes, reference_spec
 
 # ---------------------------------------------------------------------------
 # The original's layer definitions, as lists of (kind, settings)
@@ -170,7 +170,7 @@ def test_full_size_original_layout_is_what_the_loader_expects(dataset):
     want = original_shapes(dataset)
     values = [np.zeros(shape, np.float32) for _, shape in want]
     spec = reference_spec(dataset, values)
-    got = [(name, shape) for _, _, name, shape in inference.expected_param_shapes(spec)]
+    got = [(name, shape) for _, _, name, shape in expected_param_shapes(spec)]
     assert got == want
     assert len(want) == {'mnist': 23, 'cifar10': 62, 'svhn': 66}[dataset]
     if dataset == 'cifar10':
@@ -218,7 +218,7 @@ def test_this_packages_semantics_would_mispredict_them(original_file):
                                                 if dataset == 'mnist' else SMALL[dataset]))
     own = [v if v.ndim != 4 or name != 'beta_filter' else v[:1, :1] * v.shape[1]
            for (name, _), v in zip(original_shapes(dataset, **SMALL[dataset]), values)]
-    theirs = inference.fold(spec, own).predict(datasets.to_unit_range(pixels))
+    theirs = infer.fold(spec, own).predict(datasets.to_unit_range(pixels))
     assert np.sum(theirs != labels) > 0
 
 
@@ -253,7 +253,7 @@ def test_project_shaped_beta_filter_in_a_position_only_file_is_named():
     with pytest.raises(modelfile.ModelFileError,
                        match=r'arr_8 has shape \(1, 1, 3, 3\) but xnor_conv layer 3 needs '
                              r'\(16, 16, 3, 3\) for beta_filter'):
-        inference.fold(spec, values)
+        infer.fold(spec, values)
 
 
 def test_original_pixel_scaling_and_svhn_labels():
@@ -463,7 +463,7 @@ def test_original_fixed_preset_predicts_what_the_original_fixed_mode_predicts(or
 
 
 def test_original_fixed_preset_quantizes_as_fxp_helper():
-    from binary_net import fixed_original
+    from binary_net.infer import fixed_original
     rng = np.random.RandomState(9)
     x = np.concatenate([rng.normal(0, 3, 1000), [0.5 / 128, -0.5 / 128, 1.5 / 128, 1.0, -1.0,
                                                   300.0, -300.0]]).astype(np.float32)

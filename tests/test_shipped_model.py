@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net import data as datasets, inference, modelfile
+from binary_net import data as datasets, modelfile
+from binary_net import infer as inference
 from binary_net.deploy.packed import load_packed
 from test_export import check_bit_exact, needs_cc
 

@@ -1,4 +1,4 @@
-"""Tests for mode='xnor' (binary_net.xnor), packed model files (deploy.packed.save_packed /
+"""Tests for mode='xnor' (binary_net.infer.xnor), packed model files (deploy.packed.save_packed /
 load_packed, ``python -m binary_net pack``) and the model summary (binary_net.summary).
 
 No Theano: networks are folded from random arrays with numpy only. The xnor mode must
@@ -12,9 +12,11 @@ import os
 import numpy as np
 import pytest
 
-from binary_net import inference, kernels, modelfile, networks, summary, xnor
+from binary_net import infer, kernels, modelfile, networks, summary
 from binary_net.deploy.packed import is_packed, load_packed, pack_bits, save_packed, unpack_bits
+from binary_net.infer import xnor
 from binary_net.modelfile import ModelFileError
+from binary_net.spec import expected_param_shapes
 from helpers import (REPO, RandomCase, assert_one_line_error, random_model, run_python,
                      second_openblas_core, unit_images, write_mnist)
 
@@ -117,7 +119,7 @@ def test_xnor_intermediate_outputs_equal_float_layer_by_layer():
 
 def test_xnor_mode_is_registered_and_takes_no_options():
     case = get_case('mnist')
-    assert inference.MODES['xnor'] is xnor.XnorContext
+    assert infer.MODES['xnor'] is xnor.XnorContext
     with pytest.raises(ValueError, match="mode 'xnor' does not take the options act_bits"):
         case.net.predict(case.X, mode='xnor', act_bits=8)
 
@@ -130,7 +132,7 @@ def test_true_convolutions_are_flipped_once_at_fold_time():
     rng = np.random.RandomState(3)
     values = random_model(spec, unit_images(rng, 4, (2, 5, 5)), rng)
     W = values[0]
-    flipped_op, plain_op = inference.fold(spec, values)[0], inference.fold(unflipped, values)[0]
+    flipped_op, plain_op = infer.fold(spec, values)[0], infer.fold(unflipped, values)[0]
     np.testing.assert_array_equal(flipped_op.W_sign, np.where(W[:, :, ::-1, ::-1] >= 0, 1, -1))
     np.testing.assert_array_equal(plain_op.W_sign, np.where(W >= 0, 1, -1))
     # The packed kernel gets the folded (flipped) signs, unflipped again by no one.
@@ -154,7 +156,7 @@ def test_weights_are_packed_once(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, 'PackedDense', CountingDense)
     monkeypatch.setattr(kernels, 'PackedConv2D', CountingConv)
     case = get_case('cifar10')
-    net = inference.fold(case.spec, case.values)   # a fresh network: nothing cached yet
+    net = infer.fold(case.spec, case.values)   # a fresh network: nothing cached yet
     first = net.predict_scores(case.X, mode='xnor', batch_size=16)
     second = net.predict_scores(case.X[:8], mode='xnor')
     assert built == {'dense': 2, 'conv': 5}        # one per XNOR layer, not per batch
@@ -193,7 +195,7 @@ def test_packed_round_trip_gives_identical_scores_in_every_mode(case, tmp_path):
     written = save_packed(path, case.values, case.spec, extra={'note': 'x'})
     assert written['bytes'] == os.path.getsize(path)
     assert written['binary_weights'] == sum(
-        int(np.prod(s)) for _, kind, name, s in inference.expected_param_shapes(case.spec)
+        int(np.prod(s)) for _, kind, name, s in expected_param_shapes(case.spec)
         if name == 'W' and kind.startswith('xnor'))
     assert is_packed(path)
     net, spec, extra = load_packed(path)
@@ -236,7 +238,7 @@ def test_packed_mnist_file_is_over_20_times_smaller(tmp_path):
     spec = networks.mnist_spec(num_units=1024)
     rng = np.random.RandomState(0)
     values = [rng.uniform(0.5, 1.5, shape).astype(np.float32)
-              for *_, shape in inference.expected_param_shapes(spec)]
+              for *_, shape in expected_param_shapes(spec)]
     float_path, packed_path = str(tmp_path / 'm.npz'), str(tmp_path / 'm.packed.npz')
     modelfile.save_model(float_path, values, spec)
     save_packed(packed_path, values, spec)
@@ -352,7 +354,7 @@ def test_summary_counts_match_hand_counts():
     assert t['compression'] == pytest.approx(1148 / (158 / 8 + 516))
     # The counts agree with the model file's arrays.
     assert t['params'] == sum(int(np.prod(s)) for *_, s in
-                              inference.expected_param_shapes(small_spec()))
+                              expected_param_shapes(small_spec()))
     text = summary.format_table(rows, 'small')
     assert 'compression ratio %.1fx' % t['compression'] in text
     assert '2x7x7' in text and 'Total' in text
@@ -437,7 +439,7 @@ def test_xnor_equals_float_on_the_whole_real_mnist_test_set(mnist_root):
     rng = np.random.RandomState(11)
     spec = networks.mnist_spec(num_units=256)
     values = random_model(spec, datasets.to_unit_range(X_train[:500]), rng)
-    net = inference.fold(spec, values)
+    net = infer.fold(spec, values)
     X = datasets.to_unit_range(X_test)
     float_scores = net.predict_scores(X, batch_size=500)
     xnor_scores = net.predict_scores(X, mode='xnor', batch_size=500)

@@ -9,7 +9,7 @@ line ``error: ...`` on stderr and exit status :data:`EXIT_ERROR` (2), or
 import os
 import sys
 
-from .. import argtypes, data, inference, kernels, modelfile
+from .. import argtypes, data, infer, kernels, modelfile
 from ..deploy import export, firmware, packed
 from ..errors import ModelFileError, first_line
 from ..spec import REFERENCE_SPECS, reference_spec
@@ -73,7 +73,7 @@ class OpenedModel:
     Attributes
     ----------
     path : str
-    network : binary_net.inference.FoldedNetwork
+    network : binary_net.infer.FoldedNetwork
     spec : dict
         The network description (``{'name': ...}`` for a packed file without one).
     kind : {'packed', 'float'}
@@ -136,7 +136,7 @@ def open_model(path, dataset=None, allow_packed=True):
                                                   + ' or ' + REFERENCE_DATASETS[-1]))
         spec = reference_spec(dataset, values)
         origin = 'position-only file: reference %s architecture' % dataset
-    network = inference.fold(spec, values, source=source)
+    network = infer.fold(spec, values, source=source)
     return OpenedModel(path, network, spec, 'float', values, extra, described, origin,
                        '%d arrays' % len(values))
 

@@ -2,10 +2,10 @@
 
 The one implementation of ``test/*_test.py`` too: ``test/mnist_test.py``,
 ``test/cifar10_test.py`` and ``test/svhn_test.py`` only call :func:`main` with their
-dataset's name. The model is opened by :func:`binary_net.cli.common.open_model`, folded into a numpy
-:class:`~binary_net.inference.FoldedNetwork` and run in float or simulated
-fixed-point arithmetic or on the bit-packed XNOR kernels (``--mode``); see
-:mod:`binary_net.inference` and :mod:`binary_net.xnor`. Packed model files
+dataset's name. The model is opened by :func:`binary_net.cli.common.open_model`,
+folded into a numpy :class:`~binary_net.infer.FoldedNetwork` and run in float or
+simulated fixed-point arithmetic or on the bit-packed XNOR kernels (``--mode``); see
+:mod:`binary_net.infer` and :mod:`binary_net.infer.xnor`. Packed model files
 (:func:`binary_net.deploy.packed.save_packed`) are recognized by their content and
 evaluated in every mode.
 
@@ -31,10 +31,11 @@ import time
 
 import numpy as np
 
-from .. import argtypes, inference
+from .. import argtypes
 from .. import data as datasets
-from .. import integer  # noqa: F401 (registers mode 'int')
+from .. import infer as inference
 from ..data import preprocessing
+from ..infer import FIXED_DEFAULTS
 from .common import (CALIBRATION_SIZE, REFERENCE_DATASETS, CommandError,
                      add_calibration_argument, add_data_path_argument, add_model_argument,
                      calibrate, open_model, positive_int, report_errors)
@@ -48,8 +49,6 @@ MODE_OPTIONS = {'float': (), 'xnor': (),
 MODE_HELP = {'float': 'float32', 'fixed': 'simulated fixed point',
              'xnor': 'bit-packed XNOR-popcount kernels, scores identical to float',
              'int': 'true integer arithmetic, bit-exact with the C export'}
-FIXED_DEFAULTS = dict(input_bits=8, input_frac=7, param_bits=16, act_bits=16,
-                      rounding='half_even')
 
 
 
@@ -125,7 +124,7 @@ def add_arguments(parser, dataset=None):
     parser.add_argument('--mode', default='float', choices=sorted(inference.MODES),
                         help='arithmetic: %s (default: %%(default)s)'
                              % ', '.join('%s (%s)' % (mode, MODE_HELP.get(mode, 'see '
-                                                                          'binary_net.inference'))
+                                                                          'binary_net.infer'))
                                          for mode in sorted(inference.MODES)))
     parser.add_argument('--batch-size', type=positive_int, default=100, metavar='B',
                         help='images per step (default: %(default)s)')
@@ -149,7 +148,7 @@ def add_arguments(parser, dataset=None):
                        help="'calibrated' (default): the scheme above; 'original': the "
                             "original theano-xnor-net's fixed point (its per-layer data and "
                             "integer bits, 15-bit parameters, symmetric saturation; see "
-                            "binary_net.fixed_original); only --rounding applies to it "
+                            "binary_net.infer.fixed_original); only --rounding applies to it "
                             "(activations; default half_even as Theano >= 0.9)")
     add_calibration_argument(parser, fixed)
 

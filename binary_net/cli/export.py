@@ -3,7 +3,7 @@
 Opens the model (:func:`binary_net.cli.common.open_model`), calibrates its integer
 formats on the first ``--calibration-size`` training images of its dataset
 (:func:`binary_net.cli.common.calibrate`, as the evaluation does for fixed and int
-modes), compiles it to an integer network (:mod:`binary_net.integer`) and writes
+modes), compiles it to an integer network (:mod:`binary_net.infer.integer`) and writes
 the C files (:mod:`binary_net.deploy.export`) and, for a Cortex-M ``--target``, a
 firmware it builds where the toolchain is installed
 (:mod:`binary_net.deploy.firmware`). Prints the flash and RAM the model needs.
@@ -11,9 +11,10 @@ firmware it builds where the toolchain is installed
 import os
 import re
 
-from .. import data, integer
+from .. import data
 from ..data import preprocessing
 from ..deploy import export, firmware
+from ..infer import integer
 from .common import (CALIBRATION_SIZE, CommandError, add_calibration_argument,
                      add_data_path_argument, add_model_argument, calibrate, open_model,
                      report_errors)

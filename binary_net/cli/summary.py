@@ -21,7 +21,7 @@ def add_arguments(parser):
 
 def _summarize(args):
     model = open_model(args.model, args.dataset)
-    if not model.described:
+    if model.kind == 'packed' and not model.described:
         raise modelfile.ModelFileError('%s carries no network description' % args.model)
     rows = summary.summary(model.spec)
     title = 'Model: %s (%s network, %s file, %s bytes)' % (

@@ -3,7 +3,7 @@
 Part of the deployment code (:mod:`binary_net.deploy`); the command itself is
 :mod:`binary_net.cli.export`.
 
-The code computes exactly what :mod:`binary_net.integer` (``mode='int'``) computes:
+The code computes exactly what :mod:`binary_net.infer.integer` (``mode='int'``) computes:
 the same integer codes, the same rounding and saturation, so the label and the
 integer scores it gives for an input are those of ``FoldedNetwork.predict(X,
 mode='int')``. Four files are written into ``--out`` (``PREFIX`` is ``--name``,
@@ -252,7 +252,7 @@ def generate_c(program, name, source='a trained model', popcount='builtin'):
 
     Parameters
     ----------
-    program : binary_net.integer.IntegerNetwork
+    program : binary_net.infer.integer.IntegerNetwork
     name : str
         The C prefix (an identifier): files ``name.h``, ``name_weights.h``,
         ``name.c``, ``name_example.c`` and the function ``name_predict``.

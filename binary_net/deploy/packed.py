@@ -2,7 +2,7 @@
 
 Part of the deployment code (:mod:`binary_net.deploy`), beside the C export: a
 packed file holds a network already folded for inference
-(:func:`binary_net.inference.fold`), which every evaluation mode and the C export
+(:func:`binary_net.infer.fold`), which every evaluation mode and the C export
 read. :func:`save_packed` writes one atomically, :func:`load_packed` reads it back
 ready to run, :func:`is_packed` recognizes one by its content, and
 :func:`pack_verified` (``python -m binary_net pack``) writes one only after its
@@ -15,8 +15,9 @@ import zipfile
 
 import numpy as np
 
-from .. import inference, safeopen, xnor
+from .. import infer as inference, safeopen
 from ..errors import ModelFileError, first_line
+from ..infer import xnor
 from ..modelfile import PREPROCESSING_PREFIX, atomic_write, check_finite, read_archive
 from ..spec import (MAX_WIDTH, MAX_WINDOW, OP_PARAMS, WIDTH, boolean, check_input_shape, int_in,
                     is_int, pair_of, validate_description)
@@ -25,7 +26,7 @@ __all__ = ['save_packed', 'load_packed', 'is_packed', 'pack_verified', 'pack_bit
            'unpack_bits', 'PACKED_MARKER', 'PACKED_FORMAT', 'PACKED_VERSION', 'BIT_ORDER']
 
 #
-# A packed model file holds a *folded* network (binary_net.inference.fold) for
+# A packed model file holds a *folded* network (binary_net.infer.fold) for
 # inference only. It is an uncompressed .npz archive (read it with numpy.load)
 # with these entries:
 #
@@ -160,7 +161,7 @@ def save_packed(path, folded_or_values, spec, extra=None, named=None, verify=Non
     ----------
     path : str
     folded_or_values : FoldedNetwork or list of ndarray
-        A folded network (:func:`binary_net.inference.fold`), or the parameter
+        A folded network (:func:`binary_net.infer.fold`), or the parameter
         arrays of ``spec`` in model-file order, which are folded here.
     spec : dict or None
         The network description, stored in the file (None: unknown, allowed only
@@ -236,7 +237,7 @@ def load_packed(path):
 
     Returns
     -------
-    network : binary_net.inference.FoldedNetwork
+    network : binary_net.infer.FoldedNetwork
         Ready for every mode. Its XNOR ops hold the weight signs (unpacked to int8
         for float and fixed mode) and alpha, but no real-valued weights; in xnor
         mode they use the stored words directly, without packing again.

@@ -9,7 +9,7 @@
  * Input: @U@_INPUT_SIZE int8 codes in Q0.7 (value = code / 128), in C-order
  * (channel, row, column). For an 8-bit pixel p the network expects
  * x = p / 255 * 2 - 1, so code = clamp(round(x * 128), -128, 127); this is
- * binary_net.integer.input_codes().
+ * binary_net.infer.integer.input_codes().
  *
  * Output: @U@_predict() returns the predicted class (the first maximum of the
  * scores) and, when scores_out is not NULL, writes the @U@_NUM_CLASSES integer
@@ -17,7 +17,7 @@
  * it would not change the class). Scores and class equal those of
  * FoldedNetwork.predict_scores(X, mode='int') in Python, bit for bit.
  *
- * Arithmetic (see binary_net/integer.py): int16 activations and parameters with
+ * Arithmetic (see binary_net/infer/integer.py): int16 activations and parameters with
  * per-tensor fraction bits, int64 accumulators, requantizing by rounding to
  * nearest with ties toward +infinity (add half, shift right), then saturating
  * to [-32768, 32767]. XNOR products are n - 2 * popcount(x XOR w) on packed signs.

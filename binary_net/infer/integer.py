@@ -1,12 +1,12 @@
 """True integer inference: ``mode='int'``, computed in numpy integers, bit-exact with the C export.
 
-:mod:`binary_net.inference`'s fixed mode *simulates* fixed point in float64. This
+:mod:`binary_net.infer.fixed`'s fixed mode *simulates* fixed point in float64. This
 module computes the same network in integers only, exactly as the C99 code written
 by :mod:`binary_net.export` (``python -m binary_net export``) does, so that a label
 or score predicted here is the label or score the device will produce.
 
-Importing this module registers ``mode='int'`` with
-:func:`binary_net.inference.register_mode`. Like fixed mode it needs static
+:class:`IntegerContext` is the context of ``mode='int'`` (named in
+:mod:`binary_net.infer.modes`). Like fixed mode it needs static
 activation ranges: call :meth:`FoldedNetwork.calibrate` first. It then reuses
 :meth:`FoldedNetwork.fixed_point_formats` (fixed mode's defaults) for the number
 of fraction bits of every tensor, and :func:`compile_network` turns the folded
@@ -64,9 +64,11 @@ agree on all but a handful of images.
 """
 import numpy as np
 
-from . import inference, kernels
-from .inference import (Affine, Conv, Dense, MaxPool, Rectify, Softmax, XnorConv,
-                        XnorDense, conv2d, quantize_codes)
+from .. import kernels
+from .context import FloatContext
+from .fixed import FIXED_DEFAULTS
+from .numerics import conv2d, quantize_codes
+from .ops import Affine, Conv, Dense, MaxPool, Rectify, Softmax, XnorConv, XnorDense
 
 __all__ = ['INPUT_BITS', 'INPUT_FRAC', 'PARAM_BITS', 'ACT_BITS', 'ROUNDING',
            'ACC_LIMIT', 'input_codes', 'requantize', 'reciprocal', 'align_code',
@@ -74,9 +76,10 @@ __all__ = ['INPUT_BITS', 'INPUT_FRAC', 'PARAM_BITS', 'ACT_BITS', 'ROUNDING',
            'IntLayer', 'IntXnorDense', 'IntXnorConv', 'IntConv', 'IntDense', 'IntAffine',
            'IntMaxPool', 'IntRectify']
 
-INPUT_BITS, INPUT_FRAC = 8, 7
-PARAM_BITS = 16
-ACT_BITS = 16
+# Fixed mode's default formats (FIXED_DEFAULTS), which the integer path computes exactly.
+INPUT_BITS, INPUT_FRAC = FIXED_DEFAULTS['input_bits'], FIXED_DEFAULTS['input_frac']
+PARAM_BITS = FIXED_DEFAULTS['param_bits']
+ACT_BITS = FIXED_DEFAULTS['act_bits']
 ROUNDING = 'half_up'   # requantizing: round to nearest, ties toward +infinity
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 ACC_LIMIT = 1 << 62    # every accumulator (and K's product) stays below this
@@ -186,7 +189,7 @@ class IntLayer:
     ----------
     kind : str
     op_index : int
-        The index of the :class:`~binary_net.inference.Op` it computes.
+        The index of the :class:`~binary_net.infer.ops.Op` it computes.
     in_shape, out_shape : tuple
         Per-sample shapes (``(C, H, W)`` or ``(n,)``).
     in_frac, out_frac : int
@@ -611,7 +614,7 @@ class IntegerNetwork:
 
 
 def compile_network(network):
-    """Compile a calibrated :class:`~binary_net.inference.FoldedNetwork` to integers.
+    """Compile a calibrated :class:`~binary_net.infer.network.FoldedNetwork` to integers.
 
     Parameters
     ----------
@@ -666,7 +669,7 @@ def integer_network(network):
 # mode='int'
 # ---------------------------------------------------------------------------
 
-class IntegerContext(inference.FloatContext):
+class IntegerContext(FloatContext):
     """``mode='int'``: the ops run as :class:`IntLayer` on int64 codes (no options)."""
 
     mode = 'int'
@@ -687,16 +690,11 @@ class IntegerContext(inference.FloatContext):
     def output(self, op, x):
         return x
 
+    def layer(self, op, x):
+        """The op as its :class:`IntLayer` on int64 codes (every op kind)."""
+        compiled = self.program.by_op.get(op.index)
+        if compiled is None:          # the final softmax: the logits are the scores
+            return x
+        return compiled.forward(x)
 
-def _forward_int(op, x, ctx):
-    layer = ctx.program.by_op.get(op.index)
-    if layer is None:          # the final softmax: the logits are the scores
-        return x
-    return layer.forward(x)
-
-
-for _op_class in (XnorDense, XnorConv, Conv, Dense, Affine, MaxPool, Rectify, Softmax):
-    _op_class.forward_int = _forward_int
-del _op_class
-
-inference.register_mode('int', IntegerContext)
+    xnor_dense = xnor_conv = conv = dense = affine = max_pool = rectify = softmax = layer

@@ -1,11 +1,11 @@
 """``mode='xnor'``: folded inference with the binary products on bit-packed kernels.
 
-Importing this module (which :mod:`binary_net.inference` does) registers the mode,
-so ``FoldedNetwork.predict(X, mode='xnor')`` and ``--mode xnor`` of the evaluation
-scripts work. It takes no options.
+:class:`XnorContext` is the mode's context (named in :mod:`binary_net.infer.modes`),
+for ``FoldedNetwork.predict(X, mode='xnor')`` and ``--mode xnor`` of the evaluation
+scripts. It takes no options.
 
-The XNOR ops (:class:`~binary_net.inference.XnorDense`,
-:class:`~binary_net.inference.XnorConv`) with a binary input compute their product
+The XNOR ops (:class:`~binary_net.infer.ops.XnorDense`,
+:class:`~binary_net.infer.ops.XnorConv`) with a binary input compute their product
 ``sign(x) (*) W_sign`` with :mod:`binary_net.kernels` (XOR and population count on
 signs packed 64 to a word) as an exact int32 result; that is converted to float32
 and then scaled exactly as in float mode: the same K (computed by the same numpy
@@ -35,9 +35,10 @@ changes bit for bit.
 """
 import numpy as np
 
-from . import kernels
-from .inference import (Affine, FloatContext, FoldedNetwork, MaxPool, XnorConv, XnorDense,
-                        conv2d, register_mode)
+from .. import kernels
+from .context import FloatContext
+from .numerics import conv2d
+from .ops import Affine, MaxPool, XnorConv, XnorDense
 
 __all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'PACKED_KEY']
 
@@ -57,6 +58,103 @@ class XnorContext(FloatContext):
         #: batch norm (its input, its output), for an XNOR dense op (its input, the
         #: packed signs, K). Used only if the op is then given that very input.
         self.prepared = {}
+
+    def xnor_dense(self, op, x):
+        """``(sign(x) @ W_sign) * K * alpha + b`` in one C call (kernels.PackedDense.
+        dense_layer), with the batch norm after it and the next XNOR layer's packing and
+        K when the network has them (see XnorContext); float mode's arithmetic, bit for bit."""
+        if not op.binary_input:
+            return op.forward(x, self)
+        prepared = self.prepared.pop(op.index, None)
+        if prepared is not None and prepared[0] is x:
+            x_packed, K = prepared[1], prepared[2]
+        else:
+            x_packed, K = kernels.pack_signs_mean_abs(x.reshape(len(x), -1), op.scale_input)
+        if op.scale_input:
+            K = self.intermediate(op, 'K', K)
+        affine, nxt = _fusion(op, self)
+        scale = offset = None
+        if affine is not None:
+            scale, offset = self.param(affine, 'scale'), self.param(affine, 'offset')
+        z, y, y_packed, y_K = packed_weights(op).dense_layer(
+            x_packed, K if op.scale_input else None,
+            self.param(op, 'alpha') if op.scale_weights else None, self.param(op, 'b'),
+            op.bias_before_scaling, scale, offset, next_packed=nxt is not None,
+            next_mean_abs=nxt is not None and nxt.scale_input)
+        if affine is not None:
+            self.prepared[affine.index] = (z, y)
+            if nxt is not None:
+                self.prepared[nxt.index] = (y, y_packed, y_K)
+        return z
+
+    def xnor_conv(self, op, x):
+        """Pack the channels and their mean |x| (one C pass), K by float mode's box filter,
+        the product, and (float32(product) * K) * alpha + b, with the max pooling and batch
+        norm that follow when the network has them (one C pass per chunk of images)."""
+        if not op.binary_input:
+            return op.forward(x, self)
+        packed = packed_weights(op)
+        prepared = self.prepared.pop(op.index, None)
+        if prepared is not None and prepared[0] is x:
+            x_packed, mean_abs = prepared[1], prepared[2]
+        else:
+            x_packed, mean_abs = kernels.pack_channels_mean_abs(x, op.scale_input)
+        K = None
+        if op.scale_input:
+            # The float-mode K of XnorConv.forward: the same box filter on the same mean |x|.
+            fh, fw = op.W_sign.shape[2:]
+            box = np.full((1, 1, fh, fw), 1.0 / (fh * fw), dtype=self.dtype)
+            K = self.intermediate(op, 'K', conv2d(mean_abs, box, op.stride, op.pad))
+        alpha = self.param(op, 'alpha') if op.scale_weights else None
+        b = self.param(op, 'b')
+        pool, affine = _conv_fusion(op, self)
+        scale = offset = None
+        if affine is not None:
+            scale, offset = self.param(affine, 'scale'), self.param(affine, 'offset')
+        shape = packed.output_shape(x.shape)
+        z = np.empty(shape, self.dtype)
+        pooled = y = None
+        if pool is not None:
+            ph, pw = pool.pool_size
+            pooled = np.empty(shape[:2] + (shape[2] // ph, shape[3] // pw), self.dtype)
+        if affine is not None:
+            y = np.empty(z.shape if pooled is None else pooled.shape, self.dtype)
+        step = max(1, CONV_CHUNK_ELEMENTS // max(1, z[:1].size))
+        buffer = np.empty(min(step, len(x)) * z[:1].size, np.int32)   # reused by every chunk
+        for start in range(0, len(x), step):
+            s = slice(start, start + step)
+            product = packed.conv_packed(x_packed[s], out=buffer)   # int32, exact
+            kernels.conv_epilogue(product, None if K is None else K[s], alpha, b,
+                                  None if pool is None else pool.pool_size, scale, offset,
+                                  out=(z[s], None if pooled is None else pooled[s],
+                                       None if y is None else y[s]))
+        if pool is not None:
+            self.prepared[pool.index] = (z, pooled)
+        if affine is not None:
+            self.prepared[affine.index] = (z if pooled is None else pooled, y)
+        return z
+
+    def affine(self, op, x):
+        """A batch norm: computed already by the XNOR op before it, or, before a binary-input
+        XNOR convolution, computed with that convolution's packed input and mean |x| in one
+        C pass."""
+        ready = self.prepared.pop(op.index, None)
+        if ready is not None and ready[0] is x:
+            return ready[1]
+        nxt = _next_conv(op, self)
+        if nxt is None or x.ndim != 4 or x.dtype != np.float32 or x.shape[1] != nxt.W_sign.shape[1]:
+            return op.forward(x, self)
+        y, packed, mean_abs = kernels.batch_norm_pack_channels(
+            x, self.param(op, 'scale'), self.param(op, 'offset'), nxt.scale_input)
+        self.prepared[nxt.index] = (y, packed, mean_abs)
+        return y
+
+    def max_pool(self, op, x):
+        """The op's output if the XNOR op before it computed it already (batch norm, pooling)."""
+        ready = self.prepared.pop(op.index, None)
+        if ready is not None and ready[0] is x:
+            return ready[1]
+        return op.forward(x, self)
 
 
 def packed_weights(op):
@@ -108,62 +206,9 @@ def _fusion(op, ctx):
 
 def _in_network(op, ctx):
     """Whether ``op`` is the op at its index in the network ``ctx`` runs."""
-    net = getattr(ctx, 'network', None)
-    return (isinstance(net, FoldedNetwork) and op.index is not None
-            and op.index < len(net.ops) and net.ops[op.index] is op)
-
-
-def _dense_forward_xnor(self, x, ctx):
-    """``(sign(x) @ W_sign) * K * alpha + b`` in one C call (kernels.PackedDense.
-    dense_layer), with the batch norm after it and the next XNOR layer's packing and
-    K when the network has them (see XnorContext); float mode's arithmetic, bit for bit."""
-    if not self.binary_input:
-        return self.forward(x, ctx)
-    prepared = ctx.prepared.pop(self.index, None)
-    if prepared is not None and prepared[0] is x:
-        x_packed, K = prepared[1], prepared[2]
-    else:
-        x_packed, K = kernels.pack_signs_mean_abs(x.reshape(len(x), -1), self.scale_input)
-    if self.scale_input:
-        K = ctx.intermediate(self, 'K', K)
-    affine, nxt = _fusion(self, ctx)
-    scale = offset = None
-    if affine is not None:
-        scale, offset = ctx.param(affine, 'scale'), ctx.param(affine, 'offset')
-    z, y, y_packed, y_K = packed_weights(self).dense_layer(
-        x_packed, K if self.scale_input else None,
-        ctx.param(self, 'alpha') if self.scale_weights else None, ctx.param(self, 'b'),
-        self.bias_before_scaling, scale, offset, next_packed=nxt is not None,
-        next_mean_abs=nxt is not None and nxt.scale_input)
-    if affine is not None:
-        ctx.prepared[affine.index] = (z, y)
-        if nxt is not None:
-            ctx.prepared[nxt.index] = (y, y_packed, y_K)
-    return z
-
-
-def _prepared_forward_xnor(self, x, ctx):
-    """The op's output if the XNOR op before it computed it already (batch norm, pooling)."""
-    ready = ctx.prepared.pop(self.index, None)
-    if ready is not None and ready[0] is x:
-        return ready[1]
-    return self.forward(x, ctx)
-
-
-def _affine_forward_xnor(self, x, ctx):
-    """A batch norm: computed already by the XNOR op before it, or, before a binary-input
-    XNOR convolution, computed with that convolution's packed input and mean |x| in one
-    C pass."""
-    ready = ctx.prepared.pop(self.index, None)
-    if ready is not None and ready[0] is x:
-        return ready[1]
-    nxt = _next_conv(self, ctx)
-    if nxt is None or x.ndim != 4 or x.dtype != np.float32 or x.shape[1] != nxt.W_sign.shape[1]:
-        return self.forward(x, ctx)
-    y, packed, mean_abs = kernels.batch_norm_pack_channels(
-        x, ctx.param(self, 'scale'), ctx.param(self, 'offset'), nxt.scale_input)
-    ctx.prepared[nxt.index] = (y, packed, mean_abs)
-    return y
+    ops = getattr(getattr(ctx, 'network', None), 'ops', None)
+    return (isinstance(ops, list) and op.index is not None
+            and op.index < len(ops) and ops[op.index] is op)
 
 
 def _next_conv(op, ctx):
@@ -175,10 +220,6 @@ def _next_conv(op, ctx):
     if not _in_network(op, ctx):
         return None
     return op.cached(('xnor', 'next conv'), find)
-
-
-def _bias_shape(vector):
-    return vector.reshape(1, -1, 1, 1)
 
 
 #: Output elements per chunk of samples in XNOR convolutions: the int32 product
@@ -202,58 +243,3 @@ def _conv_fusion(op, ctx):
     if not _in_network(op, ctx):
         return None, None
     return op.cached(('xnor', 'conv fusion'), find)
-
-
-def _conv_forward_xnor(self, x, ctx):
-    """Pack the channels and their mean |x| (one C pass), K by float mode's box filter,
-    the product, and (float32(product) * K) * alpha + b, with the max pooling and batch
-    norm that follow when the network has them (one C pass per chunk of images)."""
-    if not self.binary_input:
-        return self.forward(x, ctx)
-    packed = packed_weights(self)
-    prepared = ctx.prepared.pop(self.index, None)
-    if prepared is not None and prepared[0] is x:
-        x_packed, mean_abs = prepared[1], prepared[2]
-    else:
-        x_packed, mean_abs = kernels.pack_channels_mean_abs(x, self.scale_input)
-    K = None
-    if self.scale_input:
-        # The float-mode K of XnorConv.forward: the same box filter on the same mean |x|.
-        fh, fw = self.W_sign.shape[2:]
-        box = np.full((1, 1, fh, fw), 1.0 / (fh * fw), dtype=ctx.dtype)
-        K = ctx.intermediate(self, 'K', conv2d(mean_abs, box, self.stride, self.pad))
-    alpha = ctx.param(self, 'alpha') if self.scale_weights else None
-    b = ctx.param(self, 'b')
-    pool, affine = _conv_fusion(self, ctx)
-    scale = offset = None
-    if affine is not None:
-        scale, offset = ctx.param(affine, 'scale'), ctx.param(affine, 'offset')
-    shape = packed.output_shape(x.shape)
-    z = np.empty(shape, ctx.dtype)
-    pooled = y = None
-    if pool is not None:
-        ph, pw = pool.pool_size
-        pooled = np.empty(shape[:2] + (shape[2] // ph, shape[3] // pw), ctx.dtype)
-    if affine is not None:
-        y = np.empty(z.shape if pooled is None else pooled.shape, ctx.dtype)
-    step = max(1, CONV_CHUNK_ELEMENTS // max(1, z[:1].size))
-    buffer = np.empty(min(step, len(x)) * z[:1].size, np.int32)   # reused by every chunk
-    for start in range(0, len(x), step):
-        s = slice(start, start + step)
-        product = packed.conv_packed(x_packed[s], out=buffer)   # int32, exact
-        kernels.conv_epilogue(product, None if K is None else K[s], alpha, b,
-                              None if pool is None else pool.pool_size, scale, offset,
-                              out=(z[s], None if pooled is None else pooled[s],
-                                   None if y is None else y[s]))
-    if pool is not None:
-        ctx.prepared[pool.index] = (z, pooled)
-    if affine is not None:
-        ctx.prepared[affine.index] = (z if pooled is None else pooled, y)
-    return z
-
-
-XnorDense.forward_xnor = _dense_forward_xnor
-XnorConv.forward_xnor = _conv_forward_xnor
-Affine.forward_xnor = _affine_forward_xnor
-MaxPool.forward_xnor = _prepared_forward_xnor
-register_mode('xnor', XnorContext)

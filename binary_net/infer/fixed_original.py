@@ -4,7 +4,7 @@
 original`` in the evaluation scripts) reproduces the fixed mode of the original's
 ``test/mnist_test.py`` and ``test/cifar10_test.py`` (``test/fxp_helper.py``,
 ``test/xnornet_layers.py``, ``test/inf_layers.py``), beside this package's
-calibrated scheme (:class:`binary_net.inference.FixedContext`, ``preset=
+calibrated scheme (:class:`binary_net.infer.fixed.FixedContext`, ``preset=
 'calibrated'``, the default). Its rules, all taken from that code:
 
 * A format is ``(magnitude bits, integer bits)`` plus a sign: ``q(x) = clip(round(x
@@ -44,14 +44,12 @@ import math
 
 import numpy as np
 
-from . import inference
-from .inference import (Affine, Conv, Dense, FixedContext, FloatContext, MaxPool, Rectify,
-                        Softmax, XnorConv, XnorDense, conv2d, matmul_rows, sign)
+from .context import FloatContext
+from .numerics import ROUNDINGS, conv2d, matmul_rows, round_to_nearest, sign
+from .ops import Softmax
 
-__all__ = ['OriginalFixedContext', 'ORIGINAL_FORMATS', 'PRESETS', 'fixed_context',
-           'quantize_original', 'param_int_bits']
+__all__ = ['OriginalFixedContext', 'ORIGINAL_FORMATS', 'quantize_original', 'param_int_bits']
 
-PRESETS = ('calibrated', 'original')
 INPUT_FORMAT = (7, 0)
 PARAM_BITS = 15
 _CONV_NET = {'xnor_dense': (15, 10), 'xnor_conv': (15, 8), 'conv': (15, 8),
@@ -71,7 +69,7 @@ def quantize_original(x, mag_bits, int_bits, rounding='half_even'):
     scale = np.float32(2.0 ** (mag_bits - int_bits))
     limit = np.float32(2.0 ** mag_bits - 1)
     y = np.asarray(x, dtype=np.float32) * scale
-    y = np.rint(y) if rounding == 'half_even' else np.copysign(np.floor(np.abs(y) + 0.5), y)
+    y = round_to_nearest(y, rounding)
     return (np.clip(y, -limit, limit) / scale).astype(np.float32)
 
 
@@ -106,9 +104,9 @@ class OriginalFixedContext(FloatContext):
         if network.name not in ORIGINAL_FORMATS:
             raise ValueError('the original fixed-point preset has formats for %s networks, '
                              'not for %r' % (', '.join(sorted(ORIGINAL_FORMATS)), network.name))
-        if rounding not in inference.ROUNDINGS:
+        if rounding not in ROUNDINGS:
             raise ValueError('unknown rounding %r; choose one of %s'
-                             % (rounding, ', '.join(inference.ROUNDINGS)))
+                             % (rounding, ', '.join(ROUNDINGS)))
         self.formats = ORIGINAL_FORMATS[network.name]
         self.rounding = rounding
 
@@ -129,101 +127,67 @@ class OriginalFixedContext(FloatContext):
         ops = self.network.ops
         return ops[op.index + 1] if op.index + 1 < len(ops) else None
 
+    def xnor_dense(self, op, x):
+        x = self.activation(op, x.reshape(len(x), -1))
+        W = op.cached(('float32', 'W_sign'), lambda: op.W_sign.astype(np.float32))
+        # Binary input: exact sums, batched; a real input: one product per sample, as in
+        # float mode, so that a sample's scores do not depend on its batch.
+        out = sign(x, np.float32) @ W if op.binary_input else matmul_rows(x, op.transposed(W))
+        b = self.param(op, 'b')
+        if op.bias_before_scaling:
+            out += b
+        if op.scale_input:
+            out *= np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+        if op.scale_weights:
+            out *= self.param(op, 'alpha')
+        if not op.bias_before_scaling:
+            out += b
+        return self.activation(op, out)
+
+    def xnor_conv(self, op, x):
+        x = self.activation(op, x)
+        W = op.cached(('float32', 'W_sign'), lambda: op.W_sign.astype(np.float32))
+        out = conv2d(sign(x, np.float32) if op.binary_input else x, W, op.stride, op.pad)
+        if op.scale_input:
+            fh, fw = op.W_sign.shape[2:]
+            sums = conv2d(np.sum(np.abs(x), axis=1, keepdims=True, dtype=np.float32),
+                          np.ones((1, 1, fh, fw), np.float32), op.stride, op.pad)
+            out *= sums * _beta_filter_value(op, x.shape[1])
+        if op.scale_weights:
+            out *= self.param(op, 'alpha').reshape(1, -1, 1, 1)
+        out = self.activation(op, out)
+        return out + self.param(op, 'b').reshape(1, -1, 1, 1)
+
+    def conv(self, op, x):
+        W = op.cached(('float32', 'W'), lambda: op.params['W'].astype(np.float32))
+        out = self.activation(op, conv2d(x, W, op.stride, op.pad))
+        return out + self.param(op, 'b').reshape(1, -1, 1, 1)
+
+    def dense(self, op, x):
+        W = op.cached(('float32', 'W'), lambda: op.params['W'].astype(np.float32))
+        out = matmul_rows(x.reshape(len(x), -1), op.transposed(W)) + self.param(op, 'b')
+        if isinstance(self.next_op(op), Softmax):
+            return out  # quantized after the nonlinearity, by the softmax op
+        return self.activation(op, out)
+
+    def affine(self, op, x):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        out = x * self.param(op, 'scale').reshape(shape) + self.param(op, 'offset').reshape(shape)
+        return self.activation(op, out)
+
+    def softmax(self, op, x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return self.activation(op, e / e.sum(axis=1, keepdims=True), kind='dense')
+
+    def max_pool(self, op, x):
+        return op.forward(x, self)
+
+    def rectify(self, op, x):
+        return op.forward(x, self)
+
 
 def _beta_filter_value(op, channels):
     """The original's quantized K filter value, 1 / (C * fh * fw) in 15 fraction bits."""
     fh, fw = op.W_sign.shape[2:]
     value = np.float32(1) / np.float32(channels * fh * fw)
     return quantize_original(value, PARAM_BITS, param_int_bits(value))
-
-
-def _xnor_dense(self, x, ctx):
-    x = ctx.activation(self, x.reshape(len(x), -1))
-    W = self.cached(('float32', 'W_sign'), lambda: self.W_sign.astype(np.float32))
-    # Binary input: exact sums, batched; a real input: one product per sample, as in
-    # float mode, so that a sample's scores do not depend on its batch.
-    out = sign(x, np.float32) @ W if self.binary_input else matmul_rows(x, self.transposed(W))
-    b = ctx.param(self, 'b')
-    if self.bias_before_scaling:
-        out += b
-    if self.scale_input:
-        out *= np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
-    if self.scale_weights:
-        out *= ctx.param(self, 'alpha')
-    if not self.bias_before_scaling:
-        out += b
-    return ctx.activation(self, out)
-
-
-def _xnor_conv(self, x, ctx):
-    x = ctx.activation(self, x)
-    W = self.cached(('float32', 'W_sign'), lambda: self.W_sign.astype(np.float32))
-    out = conv2d(sign(x, np.float32) if self.binary_input else x, W, self.stride, self.pad)
-    if self.scale_input:
-        fh, fw = self.W_sign.shape[2:]
-        sums = conv2d(np.sum(np.abs(x), axis=1, keepdims=True, dtype=np.float32),
-                      np.ones((1, 1, fh, fw), np.float32), self.stride, self.pad)
-        out *= sums * _beta_filter_value(self, x.shape[1])
-    if self.scale_weights:
-        out *= ctx.param(self, 'alpha').reshape(1, -1, 1, 1)
-    out = ctx.activation(self, out)
-    return out + ctx.param(self, 'b').reshape(1, -1, 1, 1)
-
-
-def _conv(self, x, ctx):
-    W = self.cached(('float32', 'W'), lambda: self.params['W'].astype(np.float32))
-    out = ctx.activation(self, conv2d(x, W, self.stride, self.pad))
-    return out + ctx.param(self, 'b').reshape(1, -1, 1, 1)
-
-
-def _dense(self, x, ctx):
-    W = self.cached(('float32', 'W'), lambda: self.params['W'].astype(np.float32))
-    out = matmul_rows(x.reshape(len(x), -1), self.transposed(W)) + ctx.param(self, 'b')
-    if isinstance(ctx.next_op(self), Softmax):
-        return out  # quantized after the nonlinearity, by the softmax op
-    return ctx.activation(self, out)
-
-
-def _affine(self, x, ctx):
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    out = x * ctx.param(self, 'scale').reshape(shape) + ctx.param(self, 'offset').reshape(shape)
-    return ctx.activation(self, out)
-
-
-def _softmax(self, x, ctx):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return ctx.activation(self, e / e.sum(axis=1, keepdims=True), kind='dense')
-
-
-def _plain(self, x, ctx):
-    return self.forward(x, ctx)
-
-
-XnorDense.forward_original_fixed = _xnor_dense
-XnorConv.forward_original_fixed = _xnor_conv
-Conv.forward_original_fixed = _conv
-Dense.forward_original_fixed = _dense
-Affine.forward_original_fixed = _affine
-Softmax.forward_original_fixed = _softmax
-MaxPool.forward_original_fixed = _plain
-Rectify.forward_original_fixed = _plain
-
-
-def fixed_context(network, preset='calibrated', **options):
-    """The context of ``mode='fixed'``: this package's calibrated scheme or a preset.
-
-    Parameters
-    ----------
-    preset : {'calibrated', 'original'}
-        'calibrated': :class:`binary_net.inference.FixedContext` with ``options``;
-        'original': :class:`OriginalFixedContext` (only ``rounding`` applies).
-    """
-    if preset == 'calibrated':
-        return FixedContext(network, **options)
-    if preset == 'original':
-        return OriginalFixedContext(network, **options)
-    raise ValueError('unknown fixed-point preset %r; choose one of %s'
-                     % (preset, ', '.join(PRESETS)))
-
-
-inference.register_mode('fixed', fixed_context)
