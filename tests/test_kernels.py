@@ -55,7 +55,7 @@ def isa(request):
     """Run a test once per compiled code path (AVX-512 / AVX2 / portable), selected
     with kernels.use_isa: an x86 CPU with AVX-512 runs all three."""
     previous = K.use_isa(request.param)
-    yield K._get_lib().isa
+    yield K.library.get_library().isa
     K.use_isa(previous)
 
 
@@ -419,8 +419,8 @@ def _fresh_build(monkeypatch, tmp_path, compiler):
     tmp_path.mkdir(exist_ok=True)
     monkeypatch.setenv('BINARY_NET_CACHE', str(tmp_path))
     monkeypatch.setenv('BINARY_NET_ISA', 'native')
-    monkeypatch.setattr(K, '_COMPILER', compiler)
-    monkeypatch.setattr(K, '_libs', {})
+    monkeypatch.setattr(K.build, 'COMPILER', compiler)
+    monkeypatch.setattr(K.library, 'loaded', {})
 
 
 def test_missing_compiler_raises_kernel_build_error(monkeypatch, tmp_path):
