@@ -30,7 +30,7 @@ import lasagne
 from lasagne.layers import DropoutLayer
 
 from . import (argtypes, datasets, modelfile, networks, objectives, preprocessing, safeopen,
-               theano_ops, updates)
+               theano_ext, updates)
 
 CHECKPOINT_VERSION = 1
 
@@ -275,7 +275,7 @@ class Trainer:
         # that is not a network parameter. Saved in checkpoints for exact resume.
         self.optimizer_state = [v for v in self.updates if v not in set(self.params)]
         # Called thousands of times: compiled to keep its buffers between calls.
-        self._train = theano_ops.function([inputs, targets], train_loss,
+        self._train = theano_ext.function([inputs, targets], train_loss,
                                           updates=self.updates)
 
         test_out = lasagne.layers.get_output(self.network, deterministic=True)
@@ -283,7 +283,7 @@ class Trainer:
                              T.argmax(targets, axis=1) if targets.ndim == 2 else targets))
         self._evaluate = theano.function([inputs, targets],
                                          [self._loss(test_out, targets), errors],
-                                         mode=theano_ops.fused_mode())
+                                         mode=theano_ext.fused_mode())
 
     def _loss(self, predictions, targets):
         if self.loss_name == 'squared_hinge':
