@@ -178,11 +178,9 @@ class FastElemwise(FusedCOp):
                 lines.append('if (bn_prepare_output(&%s, bn_nd, bn_dims, %s)) %s'
                              % (oname, typenum, on_fail))
         lines.append('npy_intp bn_n = PyArray_SIZE(bn_c[%d]);' % first)
-        seen = set()
-        for k, iname in enumerate(inames):
-            if iname in seen:
-                continue
-            seen.add(iname)
+        # each input variable once (a node may read one variable twice)
+        unique = [(k, iname) for k, iname in enumerate(inames) if iname not in inames[:k]]
+        for k, iname in unique:
             t = ctype(node.inputs[k])
             if scalar[k]:
                 lines.append('const %s %s_s = ((%s*)PyArray_DATA(%s))[0];' % (t, iname, t, iname))
@@ -194,11 +192,7 @@ class FastElemwise(FusedCOp):
             lines.append('%s* %s_p = (%s*)PyArray_DATA(%s);' % (t, oname, t, oname))
         lines.append('int bn_threads = bn_threads_for(bn_n);')
         body = []
-        seen = set()
-        for k, iname in enumerate(inames):
-            if iname in seen:
-                continue
-            seen.add(iname)
+        for k, iname in unique:
             t = ctype(node.inputs[k])
             body.append('    %s %s_i = %s;' % (t, iname, ('%s_s' % iname) if scalar[k]
                                                else '%s_p[bn_i]' % iname))

@@ -15,7 +15,19 @@ from .cop import FLOAT_DTYPES, FusedCOp
 __all__ = ['Dot22Into', 'XnorDot']
 
 
-class Dot22Into(gof.Op):
+class _MatrixProduct:
+    """Shape and gradient of ``dot(x, y)`` of two matrices, for the ops below."""
+
+    def infer_shape(self, node, shapes):
+        return [(shapes[0][0], shapes[1][1])]
+
+    def grad(self, inputs, output_grads):
+        x, y = inputs
+        (gz,) = output_grads
+        return [T.dot(gz, y.T), T.dot(x.T, gz)]
+
+
+class Dot22Into(_MatrixProduct, gof.Op):
     """``dot(x, y)`` of two matrices, written into the previous call's output.
 
     Theano's ``Dot22`` (a Python op when Theano has no BLAS of its own) lets
@@ -47,16 +59,9 @@ class Dot22Into(gof.Op):
         else:
             outputs[0][0] = np.asarray(np.dot(x, y), dtype=node.outputs[0].dtype)
 
-    def infer_shape(self, node, shapes):
-        return [(shapes[0][0], shapes[1][1])]
-
-    def grad(self, inputs, output_grads):
-        x, y = inputs
-        (gz,) = output_grads
-        return [T.dot(gz, y.T), T.dot(x.T, gz)]
 
 
-class XnorDot(FusedCOp):
+class XnorDot(_MatrixProduct, FusedCOp):
     """``dot(A, B)`` for matrices whose entries are all +1 or -1, by XNOR-popcount.
 
     Both operands are packed into 64-bit sign words (B by columns) and multiplied
@@ -84,11 +89,3 @@ class XnorDot(FusedCOp):
     def perform(self, node, inputs, outputs):
         a, b = inputs
         outputs[0][0] = np.asarray(np.dot(a, b), dtype=node.outputs[0].dtype)
-
-    def infer_shape(self, node, shapes):
-        return [(shapes[0][0], shapes[1][1])]
-
-    def grad(self, inputs, output_grads):
-        a, b = inputs
-        (gz,) = output_grads
-        return [T.dot(gz, b.T), T.dot(a.T, gz)]

@@ -110,6 +110,18 @@ def _same_variable(a, b, depth=3):
                for x, y in zip(a.owner.inputs, b.owner.inputs))
 
 
+def _replace(fgraph, pairs, reason='binary_net_fused'):
+    """Replace each (old, new) variable pair if every type matches and the graph
+    stays consistent; return whether it was done."""
+    if any(old.type != new.type for old, new in pairs):
+        return False
+    try:
+        fgraph.replace_all_validate(pairs, reason=reason)
+    except gof.InconsistencyError:
+        return False
+    return True
+
+
 class FuseBinarization(gof.Optimizer):
     """Rewrites abs-sums, sign + alpha pairs, GEMMs and convolutions (see the module doc)."""
 
@@ -140,14 +152,8 @@ class FuseBinarization(gof.Optimizer):
             geometry = xnor_corr_geometry(op)
             if (type(op) is corr.CorrMM and geometry is not None
                     and all(_is_binary(v) for v in node.inputs)):
-                new = XnorCorr(*geometry)(*node.inputs)
-                if new.type == node.outputs[0].type:
-                    try:
-                        fgraph.replace_all_validate([(node.outputs[0], new)],
-                                                    reason='binary_net_fused')
-                        continue
-                    except gof.InconsistencyError:
-                        pass
+                if _replace(fgraph, [(node.outputs[0], XnorCorr(*geometry)(*node.inputs))]):
+                    continue
             new_op = CORR_OPS[type(op)](border_mode=op.border_mode, subsample=op.subsample,
                                         filter_dilation=op.filter_dilation,
                                         num_groups=op.num_groups, unshared=op.unshared,
@@ -155,11 +161,7 @@ class FuseBinarization(gof.Optimizer):
             # the same inputs (the gradients' shape inputs included), the same types
             new = gof.Apply(new_op, list(node.inputs),
                             [out.type() for out in node.outputs]).outputs[0]
-            try:
-                fgraph.replace_all_validate([(node.outputs[0], new)],
-                                            reason='binary_net_fused')
-            except gof.InconsistencyError:
-                continue
+            _replace(fgraph, [(node.outputs[0], new)])
 
     @staticmethod
     def _fuse_abs_sums(fgraph):
@@ -176,19 +178,15 @@ class FuseBinarization(gof.Optimizer):
                 client for client, _ in getattr(x, 'clients', [])
                 if client != 'output' and _is_sign(client)
                 and client.outputs[0].type == x.type]
-            try:
-                if sign_nodes:
-                    op = AbsSum(axis, with_sign=True,
-                                straight_through=sign_nodes[0].op.scalar_op.straight_through)
-                    new_sign, new_sum = op(x)
-                    pairs = [(s.outputs[0], new_sign) for s in sign_nodes]
-                    pairs.append((old_sum, new_sum))
-                else:
-                    pairs = [(old_sum, AbsSum(axis)(x))]
-                if any(old.type != new.type for old, new in pairs):
-                    continue
-                fgraph.replace_all_validate(pairs, reason='binary_net_fused')
-            except gof.InconsistencyError:
+            if sign_nodes:
+                op = AbsSum(axis, with_sign=True,
+                            straight_through=sign_nodes[0].op.scalar_op.straight_through)
+                new_sign, new_sum = op(x)
+                pairs = [(s.outputs[0], new_sign) for s in sign_nodes]
+                pairs.append((old_sum, new_sum))
+            else:
+                pairs = [(old_sum, AbsSum(axis)(x))]
+            if not _replace(fgraph, pairs):
                 continue
             if sign_nodes:
                 signed.add(x)
@@ -204,14 +202,7 @@ class FuseBinarization(gof.Optimizer):
                      and _same_variable(d.inputs[0], a) and _same_variable(d.inputs[1], b)]
             if not twins or s.dtype != node.outputs[0].dtype:
                 continue
-            new = Scale()(twins[0].outputs[0], s)
-            if new.type != node.outputs[0].type:
-                continue
-            try:
-                fgraph.replace_all_validate([(node.outputs[0], new)],
-                                            reason='binary_net_fused')
-            except gof.InconsistencyError:
-                continue
+            _replace(fgraph, [(node.outputs[0], Scale()(twins[0].outputs[0], s))])
 
     @staticmethod
     def _reuse_dot_outputs(fgraph):
@@ -222,13 +213,7 @@ class FuseBinarization(gof.Optimizer):
                 new = XnorDot()(*node.inputs)
             else:
                 new = Dot22Into()(*node.inputs)
-            if new.type != node.outputs[0].type:
-                continue
-            try:
-                fgraph.replace_all_validate([(node.outputs[0], new)],
-                                            reason='binary_net_fused')
-            except gof.InconsistencyError:
-                continue
+            _replace(fgraph, [(node.outputs[0], new)])
 
 
 class FastElemwiseRewrite(gof.Optimizer):
@@ -265,12 +250,7 @@ class FastElemwiseRewrite(gof.Optimizer):
                 index, sum_node = summed
                 new = FastElemwise(node.op, abs_sum_of=index)(*node.inputs, return_list=True)
                 pairs = list(zip(node.outputs, new[:-1])) + [(sum_node.outputs[0], new[-1])]
-            if any(old.type != new_var.type for old, new_var in pairs):
-                continue
-            try:
-                fgraph.replace_all_validate(pairs, reason='binary_net_fast_elemwise')
-            except gof.InconsistencyError:
-                continue
+            _replace(fgraph, pairs, reason='binary_net_fast_elemwise')
 
 
 # After the BLAS rewrites (Dot22 and Dot22Scalar exist), after specialization
