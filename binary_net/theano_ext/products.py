@@ -16,7 +16,20 @@ __all__ = ['Dot22Into', 'XnorDot']
 
 
 class _MatrixProduct:
-    """Shape and gradient of ``dot(x, y)`` of two matrices, for the ops below."""
+    """Node, shape and gradient of ``dot(x, y)`` of two matrices, for the ops below."""
+
+    #: The dtypes the op takes (None: any; both operands of one dtype).
+    dtypes = None
+
+    def make_node(self, x, y):
+        x, y = T.as_tensor_variable(x), T.as_tensor_variable(y)
+        if (x.ndim != 2 or y.ndim != 2 or x.dtype != y.dtype
+                or (self.dtypes is not None and x.dtype not in self.dtypes)):
+            raise TypeError('%s needs two %smatrices of one dtype, got %s and %s'
+                            % (type(self).__name__, 'float ' if self.dtypes else '',
+                               x.type, y.type))
+        out = T.TensorType(x.dtype, (x.broadcastable[0], y.broadcastable[1]))()
+        return gof.Apply(self, [x, y], [out])
 
     def infer_shape(self, node, shapes):
         return [(shapes[0][0], shapes[1][1])]
@@ -39,14 +52,6 @@ class Dot22Into(_MatrixProduct, gof.Op):
     """
 
     __props__ = ()
-
-    def make_node(self, x, y):
-        x, y = T.as_tensor_variable(x), T.as_tensor_variable(y)
-        if x.ndim != 2 or y.ndim != 2 or x.dtype != y.dtype:
-            raise TypeError('Dot22Into needs two matrices of one dtype, got %s and %s'
-                            % (x.type, y.type))
-        out = T.TensorType(x.dtype, (x.broadcastable[0], y.broadcastable[1]))()
-        return gof.Apply(self, [x, y], [out])
 
     def perform(self, node, inputs, outputs):
         x, y = inputs
@@ -74,17 +79,10 @@ class XnorDot(_MatrixProduct, FusedCOp):
     """
 
     __props__ = ()
+    dtypes = FLOAT_DTYPES
 
     def __init__(self):
         FusedCOp.__init__(self, 'xnor_dot.c', 'APPLY_SPECIFIC(bn_xnor_dot)')
-
-    def make_node(self, a, b):
-        a, b = T.as_tensor_variable(a), T.as_tensor_variable(b)
-        if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
-            raise TypeError('XnorDot needs two float matrices of one dtype, got %s and %s'
-                            % (a.type, b.type))
-        out = T.TensorType(a.dtype, (a.broadcastable[0], b.broadcastable[1]))()
-        return gof.Apply(self, [a, b], [out])
 
     def perform(self, node, inputs, outputs):
         a, b = inputs
