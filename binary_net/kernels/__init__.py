@@ -23,8 +23,8 @@ path (Mula's nibble lookup for short rows, Harley-Seal carry-save adders for lon
 ones) and a portable path (``__builtin_popcountll``); all are bit-exact. Products are
 register-blocked (a few rows of A against a panel of 8 or 32 columns of B) and
 split over OpenMP threads. ``$BINARY_NET_ISA`` (:mod:`~binary_net.kernels.isa`)
-may be set to ``avx2`` or ``portable`` to build a narrower path than the CPU allows (for testing and benchmarking); the default is
-``native``.
+may be set to ``avx2`` or ``portable`` to build a narrower path than the CPU allows
+(for testing and benchmarking); the default is ``native``.
 
 The products return exact int32 results. Beside them, whole-layer functions
 apply XNOR-Net's scaling (K, alpha), the bias and a following batch norm or max

@@ -54,7 +54,8 @@ from ..kernels import prefer_sleeping_openmp_threads
 # libgomp reads its wait policy when first loaded, i.e. with the first compiled op.
 prefer_sleeping_openmp_threads()
 
-from .conv import ParallelCorrMM, ParallelCorrMMGradInputs, ParallelCorrMMGradWeights, XnorCorr  # noqa: E402
+from .conv import (ParallelCorrMM, ParallelCorrMMGradInputs,  # noqa: E402
+                   ParallelCorrMMGradWeights, XnorCorr)
 from .elemwise import FastElemwise  # noqa: E402
 from .mode import function, fused_mode  # noqa: E402
 from .products import Dot22Into, XnorDot  # noqa: E402

@@ -1,10 +1,11 @@
 """Matrix products of training: :class:`Dot22Into` and the popcount :class:`XnorDot`.
 
 Part of :mod:`binary_net.theano_ext`. The rewrite
-:class:`~binary_net.theano_ext.rewrites.FuseBinarization` runs a binary layer's forward product ``dot(sign(x), sign(W))``
-as :class:`XnorDot` (C in ``csrc/theano_ext/xnor_dot.c``, sharing the product of
-:mod:`binary_net.kernels` through ``csrc/xnor_kernels.h``) and every other
-``Dot22`` as :class:`Dot22Into`. Both give the GEMM's numbers bit for bit.
+:class:`~binary_net.theano_ext.rewrites.FuseBinarization` runs a binary layer's forward
+product ``dot(sign(x), sign(W))`` as :class:`XnorDot` (C in
+``csrc/theano_ext/xnor_dot.c``, sharing the product of :mod:`binary_net.kernels` through
+``csrc/xnor_kernels.h``) and every other ``Dot22`` as :class:`Dot22Into`. Both give the
+GEMM's numbers bit for bit.
 """
 import numpy as np
 import theano.tensor as T

@@ -1,4 +1,4 @@
-"""The graph rewrites of training, registered in Theano's ``optdb`` under the tag ``binary_net_fused``.
+"""The graph rewrites of training, registered in Theano's ``optdb`` as ``binary_net_fused``.
 
 Part of :mod:`binary_net.theano_ext`; they apply only to the functions this package
 compiles (:func:`binary_net.theano_ext.fused_mode`, :func:`binary_net.theano_ext.function`),

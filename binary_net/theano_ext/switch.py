@@ -10,7 +10,8 @@ import os
 
 __all__ = ['is_enabled', 'set_enabled', 'enabled']
 
-_enabled = os.environ.get('BINARY_NET_FUSED', '1').strip().lower() not in ('0', 'false', 'no', 'off')
+_enabled = (os.environ.get('BINARY_NET_FUSED', '1').strip().lower()
+            not in ('0', 'false', 'no', 'off'))
 
 
 def is_enabled():
