@@ -18,7 +18,7 @@ BinaryNet's binary update; the same compiled function ``Trainer._train`` that
   of the XNOR ones, batch 50.
 
 ``--baseline`` also times the straightforward graph (the fused C ops of
-:mod:`binary_net.theano_ops` switched off, plain ``theano.function``), to show
+:mod:`binary_net.theano_ext` switched off, plain ``theano.function``), to show
 what they gain. ``--peer torch`` times the same networks written in PyTorch
 (same layers, alpha, K, straight-through sign, BinaryNet's scaled Adam step,
 clipping and alpha refresh), eager and under ``torch.compile``, if torch is
@@ -101,8 +101,8 @@ def _batch(spec, batch_size, rng):
 def theano_candidate(spec, batch_size, fused):
     """A callable running one training step of ``spec`` with a compiled Trainer."""
     import numpy as np
-    from binary_net import theano_ops, train as training
-    with theano_ops.enabled(fused):
+    from binary_net import theano_ext, train as training
+    with theano_ext.enabled(fused):
         started = time.time()
         trainer = training.Trainer(spec, seed=1)
         compile_s = time.time() - started

@@ -75,7 +75,7 @@ def test_scipy_openblas_is_found_and_mapped():
 def test_theano_links_it_and_computes_right(tmp_path):
     result = run({}, tmp_path)
     assert 'scipy_openblas' in result['ldflags']
-    # Theano's CorrMM ops (binary_net.theano_ops may run them as its Parallel* subclasses)
+    # Theano's CorrMM ops (binary_net.theano_ext may run them as its Parallel* subclasses)
     assert sum('CorrMM' in op for op in result['ops']) == 3
     np.testing.assert_allclose(result['dot'], np.dot(np.float64(result['A']), result['B']),
                                rtol=1e-4, atol=1e-4)

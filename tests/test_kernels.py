@@ -55,7 +55,7 @@ def isa(request):
     """Run a test once per compiled code path (AVX-512 / AVX2 / portable), selected
     with kernels.use_isa: an x86 CPU with AVX-512 runs all three."""
     previous = K.use_isa(request.param)
-    yield K._get_lib().isa
+    yield K.library.get_library().isa
     K.use_isa(previous)
 
 
@@ -112,6 +112,32 @@ def test_pack_signs_noncontiguous_and_empty():
     assert K.pack_signs(np.zeros((4, 0), np.float32)).shape == (4, 0)
     with pytest.raises(ValueError):
         K.pack_signs(np.float32(1.0))
+
+
+@pytest.mark.parametrize('axis', [0, 1, 2, -1])
+def test_numpy_pack_bits_is_the_c_packing_and_unpack_bits_inverts_it(axis):
+    """The numpy reference packer gives pack_signs' words (float32/float64 by C),
+    and unpack_bits puts the +-1 signs back at ``axis``."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        x = signed_data(rng, (3, 130, 5), dtype)
+        x[0, 7, 1] = np.nan                     # -1
+        x[1, 64, 2] = -0.0                      # +1
+        words = K.pack_bits(x, axis=axis)
+        np.testing.assert_array_equal(words, K.pack_signs(x, axis=axis))
+        np.testing.assert_array_equal(words, ref_pack(x, axis))
+        signs = K.unpack_bits(words, x.shape[axis], axis=axis)
+        assert signs.dtype == np.int8 and signs.shape == x.shape
+        np.testing.assert_array_equal(signs, np.where(x >= 0, 1, -1))
+    assert K.pack_bits(np.zeros((2, 0))).shape == (2, 0)
+    assert K.unpack_bits(np.zeros((2, 0), np.uint64), 0).shape == (2, 0)
+
+
+def test_reference_examples_run_as_written():
+    import doctest
+    from binary_net.kernels import reference
+    result = doctest.testmod(reference)
+    assert result.attempted >= 2 and result.failed == 0
 
 
 # ------------------------------------------------------------------- matmul
@@ -419,8 +445,8 @@ def _fresh_build(monkeypatch, tmp_path, compiler):
     tmp_path.mkdir(exist_ok=True)
     monkeypatch.setenv('BINARY_NET_CACHE', str(tmp_path))
     monkeypatch.setenv('BINARY_NET_ISA', 'native')
-    monkeypatch.setattr(K, '_COMPILER', compiler)
-    monkeypatch.setattr(K, '_libs', {})
+    monkeypatch.setattr(K.build, 'COMPILER', compiler)
+    monkeypatch.setattr(K.library, 'loaded', {})
 
 
 def test_missing_compiler_raises_kernel_build_error(monkeypatch, tmp_path):

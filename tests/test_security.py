@@ -152,7 +152,7 @@ needs_gcc = pytest.mark.skipif(shutil.which('gcc') is None, reason='needs gcc')
 
 @pytest.fixture
 def fresh_kernels(monkeypatch):
-    monkeypatch.setattr(kernels, '_libs', {})
+    monkeypatch.setattr(kernels.library, 'loaded', {})
     monkeypatch.delenv('BINARY_NET_CACHE', raising=False)
 
 

@@ -1,4 +1,4 @@
-"""The fused C ops of binary_net.theano_ops against numpy, and the graph rewrite.
+"""The fused C ops of binary_net.theano_ext against numpy, and the graph rewrite.
 
 Every op must compute exactly what the Theano expression it replaces computes
 (the rewrite is only allowed to change speed), so most checks are bitwise.
@@ -8,8 +8,8 @@ import pytest
 import theano
 import theano.tensor as T
 
-from binary_net import binarize, theano_ops
-from binary_net.theano_ops import AbsSum, FastElemwise, Scale, XnorDot
+from binary_net import binarize, theano_ext
+from binary_net.theano_ext import AbsSum, FastElemwise, Scale, XnorDot
 
 SHAPES = [(1, 1), (3, 5), (7, 1), (1, 9), (64, 64), (65, 257), (300, 17), (513, 700)]
 
@@ -19,13 +19,13 @@ def ops_in(f):
 
 
 def compile_plain(inputs, outputs):
-    with theano_ops.enabled(False):
+    with theano_ext.enabled(False):
         return theano.function(inputs, outputs)
 
 
 def compile_fused(inputs, outputs):
-    with theano_ops.enabled(True):
-        return theano.function(inputs, outputs, mode=theano_ops.fused_mode())
+    with theano_ext.enabled(True):
+        return theano.function(inputs, outputs, mode=theano_ext.fused_mode())
 
 
 def awkward(rng, shape, dtype):
@@ -198,8 +198,8 @@ def test_fast_elemwise_in_place_update_of_shared_variable():
     for fused in (False, True):
         W = theano.shared(start.copy())
         g = T.matrix()
-        with theano_ops.enabled(fused):
-            f = theano_ops.function([g], [], updates=[(W, T.clip(W - 0.3 * g, -1, 1))])
+        with theano_ext.enabled(fused):
+            f = theano_ext.function([g], [], updates=[(W, T.clip(W - 0.3 * g, -1, 1))])
         for step in range(3):
             f(np.full((300, 200), 0.5 * (step + 1), dtype=theano.config.floatX))
         results.append(W.get_value())
@@ -218,10 +218,10 @@ def test_fast_elemwise_rejects_mismatched_shapes_like_theano():
 def test_switch_off():
     x = T.matrix()
     expr = T.sum(abs(x), axis=0, acc_dtype='float64')
-    with theano_ops.enabled(False):
-        assert not theano_ops.is_enabled()
+    with theano_ext.enabled(False):
+        assert not theano_ext.is_enabled()
         f = theano.function([x], expr)
-    assert theano_ops.is_enabled()
+    assert theano_ext.is_enabled()
     assert not any(isinstance(op, AbsSum) for op in ops_in(f))
     mode = theano.compile.get_default_mode().excluding('binary_net_fused')
     g = theano.function([x], expr, mode=mode)
@@ -237,8 +237,8 @@ def test_clipped_update_and_its_alpha_come_from_one_pass():
         xalpha = theano.shared(np.zeros(300, dtype=theano.config.floatX))
         g = T.matrix()
         new_W = T.clip(W - 0.37 * g / (1e-3 + T.sqrt(abs(g))), -1, 1)
-        with theano_ops.enabled(fused):
-            f = theano_ops.function([g], [], updates=[(W, new_W),
+        with theano_ext.enabled(fused):
+            f = theano_ext.function([g], [], updates=[(W, new_W),
                                                       (xalpha, binarize.weight_scale(new_W))])
         for step in range(3):
             f(np.random.RandomState(step).randn(513, 300).astype(theano.config.floatX))
@@ -264,18 +264,18 @@ def test_other_theano_programs_are_not_rewritten():
     exprs = [T.sum(abs(x), axis=0, acc_dtype='float64'),
              T.dot(binarize.sign(x), binarize.sign(w)),
              T.dot(x, w)]
-    with theano_ops.enabled(True):
+    with theano_ext.enabled(True):
         plain = theano.function([x, w], exprs)
         user = theano.function([g], [], updates=[(W, T.clip(W - 0.3 * g, -1, 1))])
-        ours = theano.function([x, w], exprs, mode=theano_ops.fused_mode())
+        ours = theano.function([x, w], exprs, mode=theano_ext.fused_mode())
         excluded = theano.function(
             [x, w], exprs, mode=theano.compile.get_default_mode().excluding('binary_net_fused'))
-    fused_types = (AbsSum, FastElemwise, Scale, XnorDot, theano_ops.Dot22Into)
+    fused_types = (AbsSum, FastElemwise, Scale, XnorDot, theano_ext.Dot22Into)
     for f in (plain, user):
         assert not any(isinstance(op, fused_types) for op in ops_in(f))
     assert [type(op) for op in ops_in(plain)] == [type(op) for op in ops_in(excluded)]
     assert any(isinstance(op, AbsSum) for op in ops_in(ours))
-    assert any(isinstance(op, theano_ops.Dot22Into) for op in ops_in(ours))
+    assert any(isinstance(op, theano_ext.Dot22Into) for op in ops_in(ours))
     X = np.random.RandomState(3).randn(6, 5).astype(theano.config.floatX)
     Wv = np.random.RandomState(4).randn(5, 4).astype(theano.config.floatX)
     for a, b in zip(plain(X, Wv), ours(X, Wv)):

@@ -1,7 +1,7 @@
 """The speed work keeps the numbers (issues 7 and 10).
 
 The same seeded network is trained for 20 steps twice: once compiled
-straightforwardly (the rewrites of binary_net.theano_ops switched off, plain
+straightforwardly (the rewrites of binary_net.theano_ext switched off, plain
 theano.function) and once as Trainer compiles it now (fused C ops, popcount
 forward products and convolutions, kept buffers, OpenMP convolutions). Since Theano's GEMM and
 convolution ops call a real BLAS (scipy's OpenBLAS, see binary_net.compat) while
@@ -15,7 +15,7 @@ products) are exact (tests/test_theano_ops.py).
 import numpy as np
 import pytest
 
-from binary_net import data as datasets, networks, theano_ops, train as training
+from binary_net import data as datasets, networks, theano_ext, train as training
 
 MLP = networks.mnist_spec(num_units=256)
 CONV = networks.cifar10_spec(filters=(16, 16, 32, 32, 64, 64), dense_units=64)
@@ -40,7 +40,7 @@ def cifar_like():
 
 def steps(spec, X, y, batch, fused):
     """Losses of STEPS training steps, the ops compiled, and the final parameters."""
-    with theano_ops.enabled(fused):
+    with theano_ext.enabled(fused):
         trainer = training.Trainer(spec, seed=42)
     ops = {type(node.op).__name__ for node in trainer._train.maker.fgraph.toposort()}
     trainer.learning_rate.set_value(np.float32(3e-3))

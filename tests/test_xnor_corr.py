@@ -1,10 +1,10 @@
-"""The forward binary convolution of training by XNOR-popcount (theano_ops.XnorCorr)."""
+"""The forward binary convolution of training by XNOR-popcount (theano_ext.XnorCorr)."""
 import numpy as np
 import pytest
 import theano
 import theano.tensor as T
 
-from binary_net import binarize, theano_ops
+from binary_net import binarize, theano_ext
 
 
 def reference(x, w, pad, stride):
@@ -30,8 +30,8 @@ def reference(x, w, pad, stride):
 def test_fused_binary_convolution_is_exact(channels, pad, stride):
     x, w = T.tensor4(), T.tensor4()
     y = T.nnet.conv2d(binarize.sign(x), binarize.sign(w), border_mode=pad, subsample=stride)
-    with theano_ops.enabled(True):
-        fused = theano_ops.function([x, w], y)
+    with theano_ext.enabled(True):
+        fused = theano_ext.function([x, w], y)
     ops = [type(n.op).__name__ for n in fused.maker.fgraph.toposort()]
     assert 'XnorCorr' in ops and not any('CorrMM' in op for op in ops)
     rng = np.random.RandomState(channels)
@@ -46,8 +46,8 @@ def test_fused_binary_convolution_is_exact(channels, pad, stride):
 def test_not_used_when_an_operand_is_not_binary():
     x, w = T.tensor4(), T.tensor4()
     y = T.nnet.conv2d(x, binarize.sign(w), border_mode=(1, 1))
-    with theano_ops.enabled(True):
-        f = theano_ops.function([x, w], y)
+    with theano_ext.enabled(True):
+        f = theano_ext.function([x, w], y)
     ops = [type(n.op).__name__ for n in f.maker.fgraph.toposort()]
     assert 'XnorCorr' not in ops
     rng = np.random.RandomState(0)

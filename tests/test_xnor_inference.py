@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from binary_net import infer, kernels, modelfile, networks, summary
-from binary_net.deploy.packed import is_packed, load_packed, pack_bits, save_packed, unpack_bits
+from binary_net.deploy.packed import is_packed, load_packed, save_packed
+from binary_net.kernels import pack_bits, unpack_bits
 from binary_net.infer import xnor
 from binary_net.modelfile import ModelFileError
 from binary_net.spec import expected_param_shapes

@@ -18,12 +18,14 @@ import numpy as np
 from .. import infer as inference, safeopen
 from ..errors import ModelFileError, first_line
 from ..infer import xnor
+from ..kernels import pack_bits, unpack_bits
+from ..kernels.reference import words_for
 from ..modelfile import PREPROCESSING_PREFIX, atomic_write, check_finite, read_archive
 from ..spec import (MAX_WIDTH, MAX_WINDOW, OP_PARAMS, WIDTH, boolean, check_input_shape, int_in,
                     is_int, pair_of, validate_description)
 
-__all__ = ['save_packed', 'load_packed', 'is_packed', 'pack_verified', 'pack_bits',
-           'unpack_bits', 'PACKED_MARKER', 'PACKED_FORMAT', 'PACKED_VERSION', 'BIT_ORDER']
+__all__ = ['save_packed', 'load_packed', 'is_packed', 'pack_verified', 'PACKED_MARKER',
+           'PACKED_FORMAT', 'PACKED_VERSION', 'BIT_ORDER']
 
 #
 # A packed model file holds a *folded* network (binary_net.infer.fold) for
@@ -50,7 +52,7 @@ __all__ = ['save_packed', 'load_packed', 'is_packed', 'pack_verified', 'pack_bit
 #     * affine (a folded batch norm): ``scale``, ``offset`` per channel.
 #     * max_pool, rectify, softmax: no arrays.
 #
-# Bit order of the ``bits`` arrays (the layout of binary_net.kernels.pack_signs):
+# Bit order of the ``bits`` arrays (the layout of binary_net.kernels.pack_signs and pack_bits):
 # a vector of n signs takes ceil(n / 64) little-endian uint64 words; element k is
 # bit k % 64 (least significant bit first) of word k // 64; a 1 bit is +1, a 0 bit
 # is -1; unused trailing bits are 0. Equivalently, the bytes of a row are
@@ -70,52 +72,6 @@ BIT_ORDER = ('little-endian uint64 words; element k of a packed vector is bit k 
 # The entries of each op: the packed weight signs of the XNOR ops, then op.params.
 _OP_ARRAYS = {kind: (('bits',) if kind.startswith('xnor') else ()) + names
               for kind, names in OP_PARAMS.items()}
-
-
-def _words(n):
-    return (int(n) + 63) // 64
-
-
-def pack_bits(signs, axis=-1):
-    """Pack the signs of ``signs`` along ``axis`` into uint64 words (see :data:`BIT_ORDER`).
-
-    Pure numpy (no compiler needed), the layout of :func:`binary_net.kernels.pack_signs`.
-
-    Parameters
-    ----------
-    signs : array_like
-        A value is +1 where it is ``>= 0`` and -1 elsewhere.
-    axis : int
-
-    Returns
-    -------
-    uint64 ndarray: ``signs.shape`` without ``axis``, plus ``(ceil(n / 64),)``.
-    """
-    bits = np.moveaxis(np.asarray(signs) >= 0, axis, -1)
-    n = bits.shape[-1]
-    padded = np.zeros(bits.shape[:-1] + (_words(n) * 64,), dtype=bool)
-    padded[..., :n] = bits
-    packed = np.packbits(padded, axis=-1, bitorder='little')
-    return np.ascontiguousarray(packed).view('<u8').astype(np.uint64, copy=False)
-
-
-def unpack_bits(words, n, axis=-1):
-    """Inverse of :func:`pack_bits`: int8 signs (+1/-1), the ``n`` elements placed at ``axis``.
-
-    Parameters
-    ----------
-    words : uint64 ndarray ``(..., ceil(n / 64))``
-    n : int
-    axis : int
-        Where the unpacked axis goes in the result.
-    """
-    words = np.ascontiguousarray(np.asarray(words).astype('<u8', copy=False))
-    raw = words.view(np.uint8).reshape(words.shape[:-1] + (words.shape[-1] * 8,))
-    bits = np.unpackbits(raw, axis=-1, count=int(n), bitorder='little')
-    signs = bits.astype(np.int8)
-    signs *= 2
-    signs -= 1
-    return np.ascontiguousarray(np.moveaxis(signs, -1, axis))
 
 
 def _compact(value):
@@ -355,7 +311,7 @@ def _unpack_network(header, arrays):
         layer = record.get('layer')
         if kind == 'xnor_dense':
             n_in, units = int(record['n_in']), int(record['units'])
-            bits = get('bits', (units, _words(n_in)), integer=True)
+            bits = get('bits', (units, words_for(n_in)), integer=True)
             op = inference.XnorDense(unpack_bits(bits, n_in, axis=0), get('alpha', (units,)),
                                      get('b', (units,)), record['binary_input'],
                                      record['scale_input'], record['scale_weights'],
@@ -363,7 +319,7 @@ def _unpack_network(header, arrays):
             xnor.attach_packed(op, bits)
         elif kind == 'xnor_conv':
             F, C, fh, fw = (int(s) for s in record['filter_shape'])
-            bits = get('bits', (F, fh, fw, _words(C)), integer=True)
+            bits = get('bits', (F, fh, fw, words_for(C)), integer=True)
             op = inference.XnorConv(unpack_bits(bits, C, axis=1), get('alpha', (F,)),
                                     get('b', (F,)), record['stride'], record['pad'],
                                     record['binary_input'], record['scale_input'],

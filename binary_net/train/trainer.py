@@ -3,7 +3,7 @@
 The core of :mod:`binary_net.train`. A :class:`Trainer` builds a network from its
 spec (:mod:`binary_net.networks`), compiles one training step (Lasagne's Adam
 through :func:`binary_net.updates.binary_updates`, in the fused mode of
-:mod:`binary_net.theano_ops`) and a deterministic evaluation, and runs one
+:mod:`binary_net.theano_ext`) and a deterministic evaluation, and runs one
 shuffled epoch at a time. Everything random is derived from the seed and the epoch
 number (the shuffling order, the dropout masks), so a run resumed from the
 checkpoint of epoch ``k`` continues exactly as the uninterrupted run would have.
@@ -16,7 +16,7 @@ import theano.tensor as T
 import lasagne
 from lasagne.layers import DropoutLayer
 
-from .. import modelfile, networks, objectives, theano_ops, updates
+from .. import modelfile, networks, objectives, theano_ext, updates
 from ..data.scaling import hinge_targets
 from .errors import TrainingError
 
@@ -59,7 +59,7 @@ class Trainer:
         # that is not a network parameter. Saved in checkpoints for exact resume.
         self.optimizer_state = [v for v in self.updates if v not in set(self.params)]
         # Called thousands of times: compiled to keep its buffers between calls.
-        self._train = theano_ops.function([inputs, targets], train_loss,
+        self._train = theano_ext.function([inputs, targets], train_loss,
                                           updates=self.updates)
 
         test_out = lasagne.layers.get_output(self.network, deterministic=True)
@@ -67,7 +67,7 @@ class Trainer:
                              T.argmax(targets, axis=1) if targets.ndim == 2 else targets))
         self._evaluate = theano.function([inputs, targets],
                                          [self._loss(test_out, targets), errors],
-                                         mode=theano_ops.fused_mode())
+                                         mode=theano_ext.fused_mode())
 
     def _loss(self, predictions, targets):
         if self.loss_name == 'squared_hinge':

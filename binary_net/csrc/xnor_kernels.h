@@ -1,0 +1,699 @@
+/*
+ * Packing and the XNOR-popcount matrix product: the core of xnor_kernels.c.
+ *
+ * Included by xnor_kernels.c (compiled into the ctypes library of
+ * binary_net.kernels) and by the fused Theano ops of binary_net.theano_ext
+ * (csrc/theano_ext/xnor_dot.c, compiled by Theano), so that both run the same
+ * product. It holds the compile-time choice of the code path (AVX-512 VPOPCNTDQ,
+ * AVX2, NEON, portable), the thread helpers, the sign packing xk_pack_f32/f64,
+ * the panel layout xk_pack_panels, the register-blocked product xk_gemm and its
+ * reference xk_gemm_ref. The layouts are described at the top of xnor_kernels.c.
+ * Every function is defined here (static or XK_EXPORT): include it once per
+ * program.
+ */
+#ifndef BINARY_NET_XNOR_KERNELS_H
+#define BINARY_NET_XNOR_KERNELS_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VL__) \
+    && defined(__AVX512BW__)
+#define XK_PATH_AVX512 1
+#include <immintrin.h>
+#ifndef XK_MR
+#define XK_MR 4
+#endif
+#define XK_NR 32
+#define XK_ISA "avx512-vpopcntdq"
+#elif defined(__AVX2__)
+#define XK_PATH_AVX2 1
+#include <immintrin.h>
+#ifndef XK_MR
+#define XK_MR 3
+#endif
+#ifndef XK_NR
+#define XK_NR 8
+#endif
+#define XK_ISA "avx2"
+#elif defined(__aarch64__) && defined(__ARM_NEON) && !defined(XK_NO_NEON)
+/* aarch64 (Raspberry Pi 3/4/5 class): NEON micro-kernel, see "NEON" below. */
+#define XK_PATH_NEON 1
+#include <arm_neon.h>
+#define XK_MR 4
+#define XK_NR 8
+#define XK_ISA "neon"
+#else
+#define XK_MR 4
+#define XK_NR 8
+#define XK_ISA "portable"
+#if defined(__SSE2__)
+#include <emmintrin.h>     /* packing only; the product uses __builtin_popcountll */
+#endif
+#endif
+
+/* Exported functions; a file that includes this header into another program (the
+ * fused Theano ops) defines XK_EXPORT first, as static functions of its own. */
+#ifndef XK_EXPORT
+#define XK_EXPORT __attribute__((visibility("default")))
+#endif
+#define XK_INLINE static inline __attribute__((always_inline))
+
+/* Optional software prefetch run from inside the micro-kernels' word loops, so
+ * that a steady trickle of cache lines (per_step per word) is requested while
+ * the vector units are busy; see xk_dense_*. NULL everywhere else. */
+typedef struct {
+    const char *p, *end;
+    int64_t per_step;
+} xk_prefetch;
+
+#ifdef XK_NO_PREFETCH
+#define XK_PF_STEP(pf) ((void)(pf))
+#else
+#define XK_PF_STEP(pf)                                                             \
+    do {                                                                           \
+        if (pf)                                                                    \
+            for (int64_t k_ = 0; k_ < (pf)->per_step && (pf)->p < (pf)->end; k_++) { \
+                __builtin_prefetch((pf)->p, 0, 2);                                 \
+                (pf)->p += 64;                                                     \
+            }                                                                      \
+    } while (0)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Introspection and threads                                                 */
+/* ------------------------------------------------------------------------ */
+
+XK_EXPORT const char *xk_isa(void) { return XK_ISA; }
+XK_EXPORT int xk_panel_width(void) { return XK_NR; }
+XK_EXPORT int xk_tile_rows(void) { return XK_MR; }
+
+XK_EXPORT int xk_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+XK_EXPORT int xk_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int resolve_threads(int nthreads)
+{
+#ifdef _OPENMP
+    return nthreads > 0 ? nthreads : omp_get_max_threads();
+#else
+    (void)nthreads;
+    return 1;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packing signs                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One contiguous row of n floats -> ceil(n/64) words. */
+static void pack_row_f32(const float *x, int64_t n, uint64_t *out)
+{
+    int64_t nw = n >> 6, w = 0;
+#if defined(XK_PATH_AVX512)
+    const __m512 z = _mm512_setzero_ps();
+    for (; w < nw; w++) {
+        const float *p = x + (w << 6);
+        uint64_t m0 = _mm512_cmp_ps_mask(_mm512_loadu_ps(p), z, _CMP_GE_OQ);
+        uint64_t m1 = _mm512_cmp_ps_mask(_mm512_loadu_ps(p + 16), z, _CMP_GE_OQ);
+        uint64_t m2 = _mm512_cmp_ps_mask(_mm512_loadu_ps(p + 32), z, _CMP_GE_OQ);
+        uint64_t m3 = _mm512_cmp_ps_mask(_mm512_loadu_ps(p + 48), z, _CMP_GE_OQ);
+        out[w] = m0 | (m1 << 16) | (m2 << 32) | (m3 << 48);
+    }
+#elif defined(XK_PATH_AVX2)
+    const __m256 z = _mm256_setzero_ps();
+    for (; w < nw; w++) {
+        const float *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 8; k++) {
+            __m256 v = _mm256_loadu_ps(p + 8 * k);
+            uint64_t m = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v, z, _CMP_GE_OQ));
+            word |= m << (8 * k);
+        }
+        out[w] = word;
+    }
+#elif defined(__SSE2__)
+    const __m128 z = _mm_setzero_ps();
+    for (; w < nw; w++) {
+        const float *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 16; k++) {
+            uint64_t m = (uint32_t)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 4 * k), z));
+            word |= m << (4 * k);
+        }
+        out[w] = word;
+    }
+#endif
+    for (; w < nw; w++) {
+        const float *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 64; k++) word |= (uint64_t)(p[k] >= 0.0f) << k;
+        out[w] = word;
+    }
+    int64_t rem = n & 63;
+    if (rem) {
+        const float *p = x + (nw << 6);
+        uint64_t word = 0;
+        for (int64_t k = 0; k < rem; k++) word |= (uint64_t)(p[k] >= 0.0f) << k;
+        out[nw] = word;
+    }
+}
+
+static void pack_row_f64(const double *x, int64_t n, uint64_t *out)
+{
+    int64_t nw = n >> 6, w = 0;
+#if defined(XK_PATH_AVX512)
+    const __m512d z = _mm512_setzero_pd();
+    for (; w < nw; w++) {
+        const double *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 8; k++) {
+            uint64_t m = _mm512_cmp_pd_mask(_mm512_loadu_pd(p + 8 * k), z, _CMP_GE_OQ);
+            word |= m << (8 * k);
+        }
+        out[w] = word;
+    }
+#elif defined(XK_PATH_AVX2)
+    const __m256d z = _mm256_setzero_pd();
+    for (; w < nw; w++) {
+        const double *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 16; k++) {
+            __m256d v = _mm256_loadu_pd(p + 4 * k);
+            uint64_t m = (uint32_t)_mm256_movemask_pd(_mm256_cmp_pd(v, z, _CMP_GE_OQ));
+            word |= m << (4 * k);
+        }
+        out[w] = word;
+    }
+#elif defined(__SSE2__)
+    const __m128d z = _mm_setzero_pd();
+    for (; w < nw; w++) {
+        const double *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 32; k++) {
+            uint64_t m = (uint32_t)_mm_movemask_pd(_mm_cmpge_pd(_mm_loadu_pd(p + 2 * k), z));
+            word |= m << (2 * k);
+        }
+        out[w] = word;
+    }
+#endif
+    for (; w < nw; w++) {
+        const double *p = x + (w << 6);
+        uint64_t word = 0;
+        for (int k = 0; k < 64; k++) word |= (uint64_t)(p[k] >= 0.0) << k;
+        out[w] = word;
+    }
+    int64_t rem = n & 63;
+    if (rem) {
+        const double *p = x + (nw << 6);
+        uint64_t word = 0;
+        for (int64_t k = 0; k < rem; k++) word |= (uint64_t)(p[k] >= 0.0) << k;
+        out[nw] = word;
+    }
+}
+
+/*
+ * x is C-contiguous with logical shape (pre, n, post); the packed axis is the
+ * middle one. out has shape (pre, post, ceil(n/64)).
+ * post == 1 packs contiguous rows; otherwise, for each block of positions q,
+ * the n values of each q (stride post apart) are OR-ed bit by bit into words,
+ * reading x contiguously along q so the loop vectorizes.
+ */
+#define XK_QBLOCK 256
+
+#define DEFINE_PACK(SUFFIX, T)                                                   \
+XK_EXPORT void xk_pack_##SUFFIX(const T *x, int64_t pre, int64_t n, int64_t post, \
+                                uint64_t *out, int nthreads)                     \
+{                                                                                \
+    int64_t nw = (n + 63) >> 6;                                                  \
+    int nt = resolve_threads(nthreads);                                          \
+    int big = pre * n * post > (1 << 16);                                        \
+    (void)nt; (void)big;                                                         \
+    if (post == 1) {                                                             \
+        _Pragma("omp parallel for schedule(guided) num_threads(nt) if(big)")     \
+        for (int64_t r = 0; r < pre; r++)                                        \
+            pack_row_##SUFFIX(x + r * n, n, out + r * nw);                       \
+        return;                                                                  \
+    }                                                                            \
+    int64_t nqb = (post + XK_QBLOCK - 1) / XK_QBLOCK;                            \
+    int64_t ntask = pre * nqb * nw;                                              \
+    _Pragma("omp parallel for schedule(guided) num_threads(nt) if(big)")         \
+    for (int64_t t = 0; t < ntask; t++) {                                        \
+        int64_t g = t % nw, qb = (t / nw) % nqb, r = t / (nw * nqb);             \
+        int64_t q0 = qb * XK_QBLOCK;                                             \
+        int64_t nq = post - q0 < XK_QBLOCK ? post - q0 : XK_QBLOCK;              \
+        int64_t c0 = g << 6;                                                     \
+        int64_t nc = n - c0 < 64 ? n - c0 : 64;                                  \
+        uint64_t acc[XK_QBLOCK];                                                 \
+        for (int64_t q = 0; q < nq; q++) acc[q] = 0;                             \
+        const T *base = x + (r * n + c0) * post + q0;                            \
+        for (int64_t c = 0; c < nc; c++) {                                       \
+            const T *xc = base + c * post;                                       \
+            for (int64_t q = 0; q < nq; q++)                                     \
+                acc[q] |= (uint64_t)(xc[q] >= 0) << c;                           \
+        }                                                                        \
+        uint64_t *o = out + (r * post + q0) * nw + g;                            \
+        for (int64_t q = 0; q < nq; q++) o[q * nw] = acc[q];                     \
+    }                                                                            \
+}
+
+DEFINE_PACK(f32, float)
+DEFINE_PACK(f64, double)
+
+/* ------------------------------------------------------------------------ */
+/* Panels                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* B: N rows of W words (row stride ldb) -> ceil(N/NR) panels of W*NR words. */
+XK_EXPORT void xk_pack_panels(const uint64_t *B, int64_t N, int64_t W, int64_t ldb,
+                              uint64_t *P, int nthreads)
+{
+    int64_t np = (N + XK_NR - 1) / XK_NR;
+    int nt = resolve_threads(nthreads);
+    (void)nt;
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if(N * W > (1 << 16))")
+    for (int64_t p = 0; p < np; p++) {
+        uint64_t *dst = P + p * W * XK_NR;
+        for (int c = 0; c < XK_NR; c++) {
+            int64_t j = p * XK_NR + c;
+            if (j < N) {
+                const uint64_t *src = B + j * ldb;
+                for (int64_t w = 0; w < W; w++) dst[w * XK_NR + c] = src[w];
+            } else {
+                for (int64_t w = 0; w < W; w++) dst[w * XK_NR + c] = 0;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Micro-kernels: r (<= MR) rows of A times one panel, all W words.          */
+/* C[i*ldc + c] = n - 2*count for c < ncols.                                 */
+/* ------------------------------------------------------------------------ */
+
+#if defined(XK_PATH_AVX512)
+
+XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
+                     int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
+                     const int32_t *corr, xk_prefetch *pf)
+{
+    __m512i acc[XK_MR][4];
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_si512();
+    for (int64_t w = 0; w < W; w++) {
+        XK_PF_STEP(pf);
+        const uint64_t *pw = P + w * XK_NR;
+        __m512i b0 = _mm512_loadu_si512((const void *)(pw));
+        __m512i b1 = _mm512_loadu_si512((const void *)(pw + 8));
+        __m512i b2 = _mm512_loadu_si512((const void *)(pw + 16));
+        __m512i b3 = _mm512_loadu_si512((const void *)(pw + 24));
+        for (int i = 0; i < r; i++) {
+            __m512i a = _mm512_set1_epi64((long long)A[i * lda + w]);
+            acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
+            acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
+            acc[i][2] = _mm512_add_epi64(acc[i][2], _mm512_popcnt_epi64(_mm512_xor_si512(a, b2)));
+            acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
+        }
+    }
+    /* Counts are < 2^31: the low dwords of two accumulators, interleaved into
+     * one vector of 16 int32 (one permute), give 16 results per store. */
+    const __m512i vn = _mm512_set1_epi32((int)n);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14,
+                                           16, 18, 20, 22, 24, 26, 28, 30);
+    for (int i = 0; i < r; i++) {
+        int32_t *ci = C + i * ldc;
+        for (int h = 0; h < 2; h++) {
+            __m512i cnt = _mm512_permutex2var_epi32(acc[i][2 * h], even, acc[i][2 * h + 1]);
+            __m512i v = _mm512_sub_epi32(vn, _mm512_add_epi32(cnt, cnt));
+            if (corr)
+                v = _mm512_add_epi32(
+                    v, _mm512_loadu_si512((const void *)(corr + i * XK_NR + 16 * h)));
+            int64_t left = ncols - 16 * h;
+            if (left >= 16)
+                _mm512_storeu_si512((void *)(ci + 16 * h), v);
+            else if (left > 0)
+                _mm512_mask_storeu_epi32(ci + 16 * h, (__mmask16)((1u << left) - 1u), v);
+        }
+    }
+}
+
+#elif defined(XK_PATH_AVX2)
+
+/* Per-byte popcount of x (Mula): two 16-entry lookups with VPSHUFB. */
+XK_INLINE __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i m4)
+{
+    __m256i lo = _mm256_and_si256(x, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+#define XK_LUT _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, \
+                                0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4)
+enum { NV = XK_NR / 4 };   /* 256-bit vectors per panel row */
+
+/* C[i, :ncols] = n - 2*tot[i] (tot: 64-bit lane counts, each < 2^31). */
+XK_INLINE void store_counts(const int r, __m256i tot[][NV], int64_t n, int32_t *C, int64_t ldc,
+                            int64_t ncols, const int32_t *corr)
+{
+    const __m256i vn = _mm256_set1_epi32((int)n);
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int i = 0; i < r; i++) {
+        int32_t *ci = C + i * ldc;
+        for (int c = 0; c < NV; c += 2) {
+            __m256i lo = _mm256_permutevar8x32_epi32(tot[i][c], even);
+            __m256i hi = c + 1 < NV ? _mm256_permutevar8x32_epi32(tot[i][c + 1], even)
+                                    : _mm256_setzero_si256();
+            __m256i cnt = _mm256_permute2x128_si256(lo, hi, 0x20);
+            __m256i v = _mm256_sub_epi32(vn, _mm256_add_epi32(cnt, cnt));
+            if (corr)
+                v = _mm256_add_epi32(
+                    v, _mm256_loadu_si256((const __m256i *)(corr + i * XK_NR + 4 * c)));
+            int64_t left = ncols - 4 * c;
+            if (left >= 8) {
+                _mm256_storeu_si256((__m256i *)(ci + 4 * c), v);
+            } else if (left > 0) {
+                int32_t tmp[8];
+                _mm256_storeu_si256((__m256i *)tmp, v);
+                for (int64_t k = 0; k < left; k++) ci[4 * c + k] = tmp[k];
+            }
+        }
+    }
+}
+
+/* Short rows: nibble lookup per word, byte counts flushed every 31 words. */
+XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
+                     int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
+                     const int32_t *corr, xk_prefetch *pf)
+{
+    const __m256i lut = XK_LUT, m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i tot[XK_MR][NV];
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < NV; c++) tot[i][c] = zero;
+    for (int64_t w0 = 0; w0 < W; w0 += 31) {
+        /* 31 words add at most 31*8 = 248 to a byte: no overflow. */
+        int64_t w1 = w0 + 31 < W ? w0 + 31 : W;
+        __m256i acc[XK_MR][NV];
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < NV; c++) acc[i][c] = zero;
+        for (int64_t w = w0; w < w1; w++) {
+            XK_PF_STEP(pf);
+            const uint64_t *pw = P + w * XK_NR;
+            __m256i b[NV];
+            for (int c = 0; c < NV; c++) b[c] = _mm256_loadu_si256((const __m256i *)(pw + 4 * c));
+            for (int i = 0; i < r; i++) {
+                __m256i a = _mm256_set1_epi64x((long long)A[i * lda + w]);
+                for (int c = 0; c < NV; c++)
+                    acc[i][c] = _mm256_add_epi8(acc[i][c],
+                                                popcnt_bytes(_mm256_xor_si256(a, b[c]), lut, m4));
+            }
+        }
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < NV; c++)
+                tot[i][c] = _mm256_add_epi64(tot[i][c], _mm256_sad_epu8(acc[i][c], zero));
+    }
+    store_counts(r, tot, n, C, ldc, ncols, corr);
+}
+
+/* Carry-save adder: (h, l) = a + b + c, bit by bit. */
+XK_INLINE void csa(__m256i *h, __m256i *l, __m256i a, __m256i b, __m256i c)
+{
+    __m256i u = _mm256_xor_si256(a, b);
+    *h = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u, c));
+    *l = _mm256_xor_si256(u, c);
+}
+
+/* A[0, w] ^ panel word w, vector c; words past W read as 0 when tail is set. */
+XK_INLINE __m256i xw(const uint64_t *A, const uint64_t *P, int64_t w, int c, int64_t W, int tail)
+{
+    if (tail && w >= W) return _mm256_setzero_si256();
+    return _mm256_xor_si256(_mm256_set1_epi64x((long long)A[w]),
+                            _mm256_loadu_si256((const __m256i *)(P + w * XK_NR + 4 * c)));
+}
+
+/* One Harley-Seal step over words w..w+3: ones/twos are bit-sliced counters;
+ * the weight-4 carry is counted into bytes with the nibble lookup. */
+XK_INLINE void hs_step(const uint64_t *A, const uint64_t *P, int64_t w, int64_t W, int tail,
+                       __m256i ones[NV], __m256i twos[NV], __m256i acc4[NV], __m256i lut,
+                       __m256i m4)
+{
+    for (int c = 0; c < NV; c++) {
+        __m256i t1, t2, f;
+        csa(&t1, &ones[c], ones[c], xw(A, P, w, c, W, tail), xw(A, P, w + 1, c, W, tail));
+        csa(&t2, &ones[c], ones[c], xw(A, P, w + 2, c, W, tail), xw(A, P, w + 3, c, W, tail));
+        csa(&f, &twos[c], twos[c], t1, t2);
+        acc4[c] = _mm256_add_epi8(acc4[c], popcnt_bytes(f, lut, m4));
+    }
+}
+
+/* Long rows: one row of A times a panel with Harley-Seal (about 6.5 vector
+ * operations per 256 bits instead of 8). */
+static void micro_hs(const uint64_t *A, const uint64_t *P, int64_t W, int64_t n, int32_t *C,
+                     int64_t ncols, const int32_t *corr, xk_prefetch *pf)
+{
+    const __m256i lut = XK_LUT, m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i ones[NV], twos[NV], acc4[NV], tot[1][NV];
+    for (int c = 0; c < NV; c++) ones[c] = twos[c] = tot[0][c] = zero;
+    int64_t wfull = W & ~(int64_t)3;
+    /* Blocks of at most 31 steps add at most 31*8 = 248 to a byte of acc4;
+     * the W % 4 trailing words get a step (and block) of their own, in which
+     * the missing words read as 0. */
+    for (int64_t w0 = 0, w1; w0 < W; w0 = w1) {
+        for (int c = 0; c < NV; c++) acc4[c] = zero;
+        if (w0 < wfull) {
+            w1 = w0 + 4 * 31 < wfull ? w0 + 4 * 31 : wfull;
+            for (int64_t w = w0; w < w1; w += 4) {
+                XK_PF_STEP(pf);
+                hs_step(A, P, w, W, 0, ones, twos, acc4, lut, m4);
+            }
+        } else {
+            hs_step(A, P, w0, W, 1, ones, twos, acc4, lut, m4);
+            w1 = W;
+        }
+        for (int c = 0; c < NV; c++)
+            tot[0][c] = _mm256_add_epi64(tot[0][c],
+                                         _mm256_slli_epi64(_mm256_sad_epu8(acc4[c], zero), 2));
+    }
+    for (int c = 0; c < NV; c++) {
+        __m256i t = _mm256_slli_epi64(_mm256_sad_epu8(popcnt_bytes(twos[c], lut, m4), zero), 1);
+        t = _mm256_add_epi64(t, _mm256_sad_epu8(popcnt_bytes(ones[c], lut, m4), zero));
+        tot[0][c] = _mm256_add_epi64(tot[0][c], t);
+    }
+    store_counts(1, tot, n, C, 0, ncols, corr);
+}
+
+/* From this many words per row on, Harley-Seal beats the plain lookup. */
+#ifndef XK_HS_MIN_WORDS
+#define XK_HS_MIN_WORDS 48
+#endif
+
+#elif defined(XK_PATH_NEON)
+
+/* NEON: for each row of A and each pair of columns, per word one EOR, one CNT
+ * (vcntq_u8: bit counts of the 16 bytes) and one UADALP (vpadalq_u8: pairwise
+ * add-accumulate of the bytes into 16-bit lanes, four per column). A 16-bit
+ * lane gains at most 16 per word, so the lanes are widened into 64-bit totals
+ * (vpaddlq_u16, vpaddlq_u32) every XK_NEON_BLOCK words. */
+#define XK_NEON_BLOCK 4096
+
+XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
+                     int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
+                     const int32_t *corr, xk_prefetch *pf)
+{
+    uint64_t tot[XK_MR][XK_NR];
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < XK_NR; c++) tot[i][c] = 0;
+    for (int64_t w0 = 0; w0 < W; w0 += XK_NEON_BLOCK) {
+        int64_t w1 = W - w0 < XK_NEON_BLOCK ? W : w0 + XK_NEON_BLOCK;
+        uint16x8_t acc[XK_MR][XK_NR / 2];
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < XK_NR / 2; c++) acc[i][c] = vdupq_n_u16(0);
+        for (int64_t w = w0; w < w1; w++) {
+            XK_PF_STEP(pf);
+            const uint64_t *pw = P + w * XK_NR;
+            uint64x2_t p[XK_NR / 2];
+            for (int c = 0; c < XK_NR / 2; c++) p[c] = vld1q_u64(pw + 2 * c);
+            for (int i = 0; i < r; i++) {
+                uint64x2_t a = vdupq_n_u64(A[i * lda + w]);
+                for (int c = 0; c < XK_NR / 2; c++)
+                    acc[i][c] = vpadalq_u8(acc[i][c],
+                                           vcntq_u8(vreinterpretq_u8_u64(veorq_u64(a, p[c]))));
+            }
+        }
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < XK_NR / 2; c++) {
+                uint64x2_t s = vpaddlq_u32(vpaddlq_u16(acc[i][c]));
+                tot[i][2 * c] += vgetq_lane_u64(s, 0);
+                tot[i][2 * c + 1] += vgetq_lane_u64(s, 1);
+            }
+    }
+    for (int i = 0; i < r; i++)
+        for (int64_t c = 0; c < ncols && c < XK_NR; c++)
+            C[i * ldc + c] = (int32_t)(n - 2 * (int64_t)tot[i][c])
+                             + (corr ? corr[i * XK_NR + c] : 0);
+}
+
+#else
+
+XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
+                     int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
+                     const int32_t *corr, xk_prefetch *pf)
+{
+    int64_t acc[XK_MR][XK_NR];
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < XK_NR; c++) acc[i][c] = 0;
+    for (int64_t w = 0; w < W; w++) {
+        XK_PF_STEP(pf);
+        const uint64_t *pw = P + w * XK_NR;
+        for (int i = 0; i < r; i++) {
+            uint64_t a = A[i * lda + w];
+            for (int c = 0; c < XK_NR; c++) acc[i][c] += __builtin_popcountll(a ^ pw[c]);
+        }
+    }
+    for (int i = 0; i < r; i++)
+        for (int64_t c = 0; c < ncols && c < XK_NR; c++)
+            C[i * ldc + c] = (int32_t)(n - 2 * acc[i][c]) + (corr ? corr[i * XK_NR + c] : 0);
+}
+
+#endif
+
+/* rows x (one panel): full MR-row tiles, then one remainder tile. corr, if not
+ * NULL, holds rows x NR int32 (rows NR apart) added to the results. */
+static void tile(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P, int64_t W,
+                 int64_t n, int32_t *C, int64_t ldc, int64_t ncols, const int32_t *corr,
+                 xk_prefetch *pf)
+{
+    int64_t i = 0;
+#ifdef XK_HS_MIN_WORDS
+    if (W >= XK_HS_MIN_WORDS) {
+        for (; i < rows; i++)
+            micro_hs(A + i * lda, P, W, n, C + i * ldc, ncols, corr ? corr + i * XK_NR : NULL,
+                     pf);
+        return;
+    }
+#endif
+    for (; i + XK_MR <= rows; i += XK_MR)
+        micro(XK_MR, A + i * lda, lda, P, W, n, C + i * ldc, ldc, ncols,
+              corr ? corr + i * XK_NR : NULL, pf);
+    switch (rows - i) {
+#define XK_REM(R) case R: if (R < XK_MR) micro(R < XK_MR ? R : 1, A + i * lda, lda, P, W, n, \
+                                                 C + i * ldc, ldc, ncols,                   \
+                                                 corr ? corr + i * XK_NR : NULL, pf); break;
+    XK_REM(1) XK_REM(2) XK_REM(3) XK_REM(4) XK_REM(5) XK_REM(6) XK_REM(7)
+#undef XK_REM
+    default: break;
+    }
+}
+
+/* Output columns per task: whole 64-byte lines of int32 results, so that two
+ * threads never write the same cache line, and one packed word of the next
+ * layer's input per row (see xk_xnor_dense). */
+#define XK_CB 64
+/* Up to this many rows, products prefetch the weights' panels (block_product). */
+#ifndef XK_STREAM_ROWS
+#define XK_STREAM_ROWS 8
+#endif
+enum { XK_PPB = XK_CB / XK_NR };   /* panels per column block */
+
+/* Rows per task: A block of about 64 KiB, but enough tasks to share out. */
+static int64_t choose_mc(int64_t M, int64_t ncb, int64_t W, int nt)
+{
+    int64_t mc = (65536 / 8) / (W > 0 ? W : 1);
+    if (mc < XK_MR) mc = XK_MR;
+    mc = (mc / XK_MR) * XK_MR;
+    if (mc > M) mc = M;
+    while (mc > XK_MR && ((M + mc - 1) / mc) * ncb < 8 * (int64_t)nt)
+        mc = ((mc / 2 + XK_MR - 1) / XK_MR) * XK_MR;
+    return mc > 0 ? mc : 1;
+}
+
+/* Word-loop iterations of tile() for rows x W (for spreading prefetches). */
+static int64_t tile_steps(int64_t rows, int64_t W)
+{
+#ifdef XK_HS_MIN_WORDS
+    if (W >= XK_HS_MIN_WORDS) return rows * (W / 4);
+#endif
+    return (rows + XK_MR - 1) / XK_MR * W;
+}
+
+/* rows x columns [j0, j0 + XK_CB) of the product, panel by panel. With few rows
+ * each panel is used briefly and the product streams the weights from memory:
+ * then the panel two ahead is prefetched meanwhile, a few lines per word step
+ * (the hardware prefetcher stops at each 4 KiB page, often one panel). */
+static void block_product(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P,
+                          int64_t W, int64_t N, int64_t n, int64_t j0, int32_t *C, int64_t ldc)
+{
+    int64_t np = (N + XK_NR - 1) / XK_NR, pbytes = W * XK_NR * 8;
+    for (int64_t p = j0 / XK_NR; p < np && p * XK_NR < j0 + XK_CB; p++) {
+        int64_t jp = p * XK_NR, ncols = N - jp < XK_NR ? N - jp : XK_NR;
+        xk_prefetch pf = {NULL, NULL, 0};
+        if (rows <= XK_STREAM_ROWS && p + 2 < np) {
+            int64_t steps = tile_steps(rows, W), lines = (pbytes + 63) / 64;
+            pf.p = (const char *)(P + (p + 2) * W * XK_NR);
+            pf.end = pf.p + pbytes;
+            pf.per_step = steps > 0 ? (lines + steps - 1) / steps : lines;
+        }
+        tile(A, lda, rows, P + p * W * XK_NR, W, n, C + (jp - j0), ldc, ncols, NULL,
+             pf.p ? &pf : NULL);
+    }
+}
+
+/*
+ * C (M x N int32, row stride ldc) = n - 2 * popcount(A[i] ^ B[j]) with A row-major
+ * (M x W words, row stride lda) and B given as panels (xk_pack_panels).
+ * Tasks are blocks of rows times blocks of XK_CB columns, so both M and N are
+ * split over the threads (a batch of a few rows is split by columns).
+ */
+XK_EXPORT void xk_gemm(const uint64_t *A, int64_t M, int64_t W, int64_t lda, const uint64_t *P,
+                       int64_t N, int64_t n, int32_t *C, int64_t ldc, int nthreads)
+{
+    if (M <= 0 || N <= 0) return;
+    int64_t ncb = (N + XK_CB - 1) / XK_CB;
+    int nt = resolve_threads(nthreads);
+    int64_t mc = choose_mc(M, ncb, W, nt);
+    int64_t nmb = (M + mc - 1) / mc;
+    int64_t ntask = nmb * ncb;
+    int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
+    (void)big;
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if(big)")
+    for (int64_t t = 0; t < ntask; t++) {
+        int64_t mb = t / ncb, j0 = (t % ncb) * XK_CB;
+        int64_t i0 = mb * mc, rows = M - i0 < mc ? M - i0 : mc;
+        block_product(A + i0 * lda, lda, rows, P, W, N, n, j0, C + i0 * ldc + j0, ldc);
+    }
+}
+
+/*
+ * Reference product, kept beside the fast one (as Larq Compute Engine keeps
+ * its reference kernels): the definition, one popcount per pair of words,
+ * on plain row-major B (N rows of W words). The tests hold xk_gemm to it.
+ */
+XK_EXPORT void xk_gemm_ref(const uint64_t *A, int64_t M, int64_t W, const uint64_t *B, int64_t N,
+                           int64_t n, int32_t *C)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            int64_t count = 0;
+            for (int64_t w = 0; w < W; w++) count += __builtin_popcountll(A[i * W + w] ^ B[j * W + w]);
+            C[i * N + j] = (int32_t)(n - 2 * count);
+        }
+}
+
+#endif /* BINARY_NET_XNOR_KERNELS_H */

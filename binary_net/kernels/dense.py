@@ -1,0 +1,236 @@
+"""A binary dense layer with its weights packed once: :class:`PackedDense`.
+
+Part of :mod:`binary_net.kernels`, used by xnor mode (:mod:`binary_net.xnor`) and
+the integer path (:mod:`binary_net.integer`): the product ``sign(x) @ sign(W)``, and
+the whole XNOR dense layer with the batch norm after it, in one C call.
+"""
+import numpy as np
+
+from .library import BIAS_BEFORE, SCALE_INPUT, SCALE_WEIGHTS, get_library, nthreads
+from .operands import as_packed, clear_unused_bits, f32_vector
+from .ops import pack_signs
+from .reference import words_for
+
+__all__ = ['PackedDense']
+
+
+class PackedDense:
+    """Binary dense layer ``sign(x) @ sign(W)`` with ``sign(W)`` packed once.
+
+    Parameters
+    ----------
+    W : array_like, shape (n_in, n_out)
+        Real weights, laid out as in Lasagne's ``DenseLayer``. Only their signs
+        are kept (``W >= 0`` is +1).
+
+    Attributes
+    ----------
+    packed : numpy.ndarray of uint64, shape (n_out, ceil(n_in / 64))
+        Column ``j`` of ``sign(W)`` packed along ``n_in``; with ``n_in`` this is
+        all that :meth:`from_packed` needs.
+    n_in, n_out : int
+    """
+
+    def __init__(self, W):
+        W = np.asarray(W)
+        if W.ndim != 2:
+            raise ValueError('W must be 2-D (n_in, n_out), got shape %s' % (W.shape,))
+        self._set(pack_signs(W, axis=0), W.shape[0])
+
+    def _set(self, packed, n_in):
+        self.packed = packed
+        self.n_in = int(n_in)
+        self._panels = None    # (isa, panel array), built at first product
+
+    @classmethod
+    def from_packed(cls, packed, n_in):
+        """Rebuild from :attr:`packed` and :attr:`n_in` without the float weights.
+
+        Parameters
+        ----------
+        packed : numpy.ndarray of uint64, shape (n_out, ceil(n_in / 64))
+        n_in : int
+
+        Returns
+        -------
+        PackedDense
+        """
+        packed = as_packed(packed, 'packed')
+        n_in = int(n_in)
+        if n_in < 0 or packed.shape[1] != words_for(n_in):
+            raise ValueError('packed has %d words per row but n_in=%d needs %d'
+                             % (packed.shape[1], n_in, words_for(max(n_in, 0))))
+        obj = cls.__new__(cls)
+        obj._set(clear_unused_bits(packed, n_in), n_in)
+        return obj
+
+    @property
+    def n_out(self):
+        return self.packed.shape[0]
+
+    def __repr__(self):
+        return 'PackedDense(n_in=%d, n_out=%d)' % (self.n_in, self.n_out)
+
+    def _get_panels(self, lib):
+        if self._panels is None or self._panels[0] != lib.isa:
+            self._panels = (lib.isa, lib.panels(self.packed, nthreads()))
+        return self._panels[1]
+
+    def matmul_packed(self, x_packed):
+        """Product with activations that are already packed.
+
+        Parameters
+        ----------
+        x_packed : numpy.ndarray of uint64, shape (batch, ceil(n_in / 64))
+            ``pack_signs(x)`` for ``x`` of shape (batch, n_in).
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (batch, n_out)
+        """
+        xp = as_packed(x_packed, 'x_packed')
+        if xp.shape[1] != self.packed.shape[1]:
+            raise ValueError('x_packed has %d words per row, expected %d'
+                             % (xp.shape[1], self.packed.shape[1]))
+        xp = clear_unused_bits(xp, self.n_in)
+        lib = get_library()
+        return lib.gemm(xp, self._get_panels(lib), self.n_out, self.n_in, nthreads())
+
+    def matmul_signs(self, x):
+        """Exact ``sign(x) @ sign(W)``.
+
+        For float32/float64 input the signs of ``x`` are packed inside the C
+        kernel a block of rows at a time, and the next block's floats are
+        prefetched into cache while the current block is multiplied (packing
+        is bound by memory bandwidth, the product by the vector units).
+
+        Parameters
+        ----------
+        x : array_like, shape (batch, n_in)
+            Real activations (more dimensions are flattened to (batch, -1),
+            as Lasagne's DenseLayer does).
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (batch, n_out)
+        """
+        x = np.asarray(x)
+        if x.ndim != 2:
+            if x.ndim < 2:
+                raise ValueError('x must be (batch, n_in), got shape %s' % (x.shape,))
+            x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.n_in:
+            raise ValueError('x has %d features, expected n_in=%d' % (x.shape[1], self.n_in))
+        if x.dtype == np.float16:
+            x = x.astype(np.float32)
+        lib = get_library()
+        if (x.dtype not in (np.float32, np.float64) or self.n_in == 0
+                or x.shape[0] < 4 * lib.mr * max(1, nthreads() or lib.lib.xk_max_threads())):
+            # (too few rows to share out by rows: the packed product splits columns too)
+            return self.matmul_packed(pack_signs(x, axis=1))
+        # Packing and product in one pass, the packing overlapped with the product.
+        x = np.ascontiguousarray(x)
+        panels = self._get_panels(lib)
+        out = np.empty((x.shape[0], self.n_out), dtype=np.int32)
+        fn = lib.lib.xk_dense_f32 if x.dtype == np.float32 else lib.lib.xk_dense_f64
+        if fn(x.ctypes.data, x.shape[0], self.n_in, panels.ctypes.data, self.n_out,
+              out.ctypes.data, self.n_out, nthreads()) != 0:
+            raise MemoryError('xnor kernels: out of memory')
+        return out
+
+
+    def dense_layer(self, x_packed, K=None, alpha=None, b=None, bias_before_scaling=False,
+                    scale=None, offset=None, next_packed=False, next_mean_abs=False):
+        """A whole XNOR dense layer, and the batch norm after it, in one C pass.
+
+        Computes, in float32 and operation by operation as numpy does (so the
+        results are bit-identical to the float-mode arithmetic of
+        :class:`binary_net.inference.XnorDense` and ``Affine``)::
+
+            p = sign(x) @ sign(W)                       (int32, exact)
+            z = (float32(p) * K) * alpha + b            (or ((p + b) * K) * alpha)
+            y = z * scale + offset                      (if scale is given)
+
+        and, for a following XNOR layer, the packed signs of ``y`` and its K.
+        Rows and blocks of 64 output units are split over the threads (a batch
+        of one image too).
+
+        Parameters
+        ----------
+        x_packed : numpy.ndarray of uint64, shape (batch, ceil(n_in / 64))
+            Unused bits must be 0 (as :func:`pack_signs` leaves them).
+        K : float32 array (batch,) or (batch, 1), or None
+            Per-row input scale; None: not applied.
+        alpha, b : float32 arrays (n_out,), or None (not applied)
+        bias_before_scaling : bool
+        scale, offset : float32 arrays (n_out,), or None
+            The folded batch norm applied to ``z``.
+        next_packed, next_mean_abs : bool
+            Also return ``pack_signs(y)`` and ``np.mean(np.abs(y), axis=1,
+            keepdims=True)`` (need ``scale``).
+
+        Returns
+        -------
+        z, y, y_packed, y_K : arrays, or None where not asked for
+        """
+        xp = x_packed
+        if (type(xp) is not np.ndarray or xp.dtype != np.uint64 or xp.ndim != 2
+                or not xp.flags.c_contiguous):
+            xp = as_packed(xp, 'x_packed')
+        n_words = self.packed.shape[1]
+        if xp.shape[1] != n_words:
+            raise ValueError('x_packed has %d words per row, expected %d'
+                             % (xp.shape[1], n_words))
+        rows, n_out = xp.shape[0], self.n_out
+        flags = BIAS_BEFORE if bias_before_scaling else 0
+        k_addr = None
+        if K is not None:
+            K = f32_vector(K, rows, 'K')
+            k_addr = K.ctypes.data
+            flags |= SCALE_INPUT
+        if alpha is not None:
+            flags |= SCALE_WEIGHTS
+        if scale is None and (next_packed or next_mean_abs):
+            raise ValueError('next_packed / next_mean_abs need scale and offset')
+        lib = get_library()
+        # Addresses of the per-layer constants, found once (a ctypes address costs
+        # about as much as the whole product of a small layer).
+        key = (lib.isa, id(alpha), id(b), id(scale), id(offset))
+        const = self._const.get(key) if hasattr(self, '_const') else None
+        if const is None:
+            vectors = [None if v is None else f32_vector(v, n_out, name) for v, name in
+                       ((alpha, 'alpha'), (np.zeros(n_out) if b is None else b, 'b'),
+                        (scale, 'scale'), (offset, 'offset'))]
+            if (scale is None) != (offset is None):
+                raise ValueError('scale and offset go together')
+            panels = self._get_panels(lib)
+            const = ((alpha, b, scale, offset), vectors, panels.ctypes.data,
+                     [None if v is None else v.ctypes.data for v in vectors])
+            self.__dict__.setdefault('_const', {})
+            if len(self._const) > 16:
+                self._const.clear()
+            self._const[key] = const
+        p_addr, (a_addr, b_addr, s_addr, o_addr) = const[2], const[3]
+        # One allocation for all outputs: z, y (float32), then y's packed words and K.
+        nw = words_for(n_out)
+        n_y = rows * n_out if scale is not None else 0
+        n_p = rows * nw if next_packed else 0
+        n_k = rows if next_mean_abs else 0
+        buf = np.empty(8 * (n_p + (rows * n_out + n_y + n_k + 1) // 2), dtype=np.uint8)
+        base = buf.ctypes.data
+        yp = buf[:8 * n_p].view(np.uint64).reshape(rows, nw) if next_packed else None
+        off = 8 * n_p
+        z = buf[off:off + 4 * rows * n_out].view(np.float32).reshape(rows, n_out)
+        z_addr = base + off
+        off += 4 * rows * n_out
+        y = buf[off:off + 4 * n_y].view(np.float32).reshape(rows, n_out) if n_y else None
+        y_addr = base + off if n_y else None
+        off += 4 * n_y
+        yk = buf[off:off + 4 * n_k].view(np.float32).reshape(rows, 1) if n_k else None
+        status = lib.function('xk_xnor_dense')(
+            xp.ctypes.data, rows, n_words, p_addr, n_out, self.n_in, flags, k_addr, a_addr,
+            b_addr, z_addr, s_addr, o_addr, y_addr, base if n_p else None,
+            base + off if n_k else None, nthreads())
+        if status != 0:
+            raise MemoryError('xnor kernels: out of memory')
+        return z, y, yp, yk

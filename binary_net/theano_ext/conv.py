@@ -1,0 +1,88 @@
+"""Convolutions of training: :class:`ParallelCorrMM` (and its gradients) and :class:`XnorCorr`.
+
+Part of :mod:`binary_net.theano_ext`. With a BLAS library linked,
+:class:`~binary_net.theano_ext.rewrites.FuseBinarization` runs Theano's ``CorrMM``
+ops with OpenMP over the images of the batch and a single-threaded GEMM per image
+(:class:`ParallelCorrMM` and its gradient twins: Theano's own C, an op unequal to
+the serial one), and a binary convolution's forward product
+``CorrMM(sign(x), flip(sign(W)))`` as :class:`XnorCorr`, the popcount convolution
+of :mod:`binary_net.kernels` (exact integers).
+"""
+import theano.tensor as T
+from theano import gof
+from theano.tensor.nnet import corr
+
+from .. import kernels
+from .cop import FLOAT_DTYPES
+
+__all__ = ['ParallelCorrMM', 'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs',
+           'CORR_OPS', 'XnorCorr', 'xnor_corr_geometry']
+
+
+class ParallelCorrMM(corr.CorrMM):
+    """Theano's CorrMM with OpenMP over the batch (an op unequal to the serial one,
+    so that Theano's merge pass does not swap the serial one back in)."""
+    __props__ = corr.CorrMM.__props__ + ('openmp',)
+
+
+class ParallelCorrMMGradWeights(corr.CorrMM_gradWeights):
+    """CorrMM_gradWeights with OpenMP over the batch (see :class:`ParallelCorrMM`)."""
+    __props__ = corr.CorrMM_gradWeights.__props__ + ('openmp',)
+
+
+class ParallelCorrMMGradInputs(corr.CorrMM_gradInputs):
+    """CorrMM_gradInputs with OpenMP over the batch (see :class:`ParallelCorrMM`)."""
+    __props__ = corr.CorrMM_gradInputs.__props__ + ('openmp',)
+
+
+#: The serial CorrMM ops and their OpenMP twins.
+CORR_OPS = {corr.CorrMM: ParallelCorrMM, corr.CorrMM_gradWeights: ParallelCorrMMGradWeights,
+            corr.CorrMM_gradInputs: ParallelCorrMMGradInputs}
+
+
+class XnorCorr(gof.Op):
+    """Cross-correlation of two +-1 tensors by XNOR-popcount (the forward product
+    of a binary convolution in training), computed by :class:`binary_net.kernels.PackedConv2D`.
+
+    ``XnorCorr(pad, stride)(x, w)`` equals Theano's ``CorrMM`` with border
+    ``pad`` and subsample ``stride`` for ``x`` (N, C, H, W) and ``w`` (F, C, fh,
+    fw) whose entries are all +1 or -1, zero padding contributing 0: every
+    output is an exact integer, so the result is bit-identical to the float
+    convolution's. The rewrite uses it only where both operands come from a sign.
+    """
+
+    __props__ = ('pad', 'stride')
+
+    def __init__(self, pad=(0, 0), stride=(1, 1)):
+        self.pad = tuple(int(v) for v in pad)
+        self.stride = tuple(int(v) for v in stride)
+
+    def make_node(self, x, w):
+        x, w = T.as_tensor_variable(x), T.as_tensor_variable(w)
+        if x.ndim != 4 or w.ndim != 4 or x.dtype != w.dtype or x.dtype not in FLOAT_DTYPES:
+            raise TypeError('XnorCorr needs two 4-D float tensors of one dtype')
+        out = T.TensorType(x.dtype, (x.broadcastable[0], w.broadcastable[0], False, False))()
+        return gof.Apply(self, [x, w], [out])
+
+    def perform(self, node, inputs, outputs):
+        x, w = inputs
+        conv = kernels.PackedConv2D(w, stride=self.stride, pad=self.pad)
+        outputs[0][0] = conv.conv_signs(x).astype(node.outputs[0].dtype)
+
+
+def xnor_corr_geometry(op):
+    """(pad, stride) if a CorrMM op is a plain symmetric-padded correlation, else None."""
+    if op.filter_dilation != (1, 1) or op.num_groups != 1 or op.unshared:
+        return None
+    border = op.border_mode
+    if isinstance(border, tuple) and all(isinstance(b, tuple) for b in border):
+        if any(lo != hi for lo, hi in border):
+            return None
+        pad = tuple(lo for lo, _ in border)
+    elif isinstance(border, tuple):
+        pad = tuple(border)
+    elif border == 'valid':
+        pad = (0, 0)
+    else:
+        return None
+    return pad, tuple(op.subsample)
