@@ -6,8 +6,6 @@ for errors (2) and print one ``error:`` line.
 """
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 

@@ -26,6 +26,7 @@ line ``error: ...`` to stderr and exit with status 2
 (:func:`binary_net.cli.common.report_errors`).
 """
 import argparse
+import os
 import sys
 import time
 
@@ -69,7 +70,7 @@ def load_network(path, dataset):
     model = open_model(path, dataset)
     network, spec = model.network, model.spec
     image_shape = (1, 28, 28) if dataset == 'mnist' else (3, 32, 32)
-    source = model.path.rsplit('/', 1)[-1]
+    source = os.path.basename(model.path)
     if network.input_shape != image_shape:
         raise CommandError('%s is a %s network for inputs shaped %s, but the %s test set '
                            'holds images shaped %s' % (source, spec.get('name', 'other'),

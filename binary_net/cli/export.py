@@ -15,9 +15,8 @@ from .. import data
 from ..data import preprocessing
 from ..deploy import export, firmware
 from ..infer import integer
-from .common import (CALIBRATION_SIZE, CommandError, add_calibration_argument,
-                     add_data_path_argument, add_model_argument, calibrate, open_model,
-                     report_errors)
+from .common import (CommandError, add_calibration_argument, add_data_path_argument,
+                     add_model_argument, calibrate, open_model, report_errors)
 
 #: Datasets whose training images can calibrate an export.
 DATASETS = data.DATASET_NAMES
