@@ -276,3 +276,22 @@ def test_summary_and_pack_of_a_position_only_file_load_no_theano(tmp_path):
     assert any(line.startswith('Packed %s (mnist network)' % path) for line in lines)
     assert lines[-1] == '[]'
     assert os.path.getsize(tmp_path / 'packed.npz') > 0
+
+
+def test_one_set_of_fixed_point_defaults_and_one_table_of_parameters():
+    import inspect
+
+    from binary_net import infer, spec
+    from binary_net.infer import integer
+
+    defaults = infer.FIXED_DEFAULTS
+    signature = inspect.signature(infer.FixedPointConfig)
+    assert {name: p.default for name, p in signature.parameters.items()} == defaults
+    assert (integer.INPUT_BITS, integer.INPUT_FRAC, integer.PARAM_BITS, integer.ACT_BITS) == \
+        (defaults['input_bits'], defaults['input_frac'], defaults['param_bits'],
+         defaults['act_bits'])
+    # The reference networks' array counts (the original's files) follow from the one table.
+    assert spec.count_arrays(spec.mnist_spec()) == 23
+    assert spec.count_arrays(spec.cifar10_spec()) == 62
+    assert [name for *_, name, _ in spec.expected_param_shapes(spec.mnist_spec())][:5] == \
+        list(spec.PARAMS_PER_TYPE['xnor_dense']) + list(spec.PARAMS_PER_TYPE['batch_norm'][:2])

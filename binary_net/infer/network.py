@@ -151,14 +151,16 @@ class FoldedNetwork:
         ----------
         X : float ndarray ``(N,) + input_shape``, values in [-1, 1]
         mode : str
-            'float' or 'fixed' (see the module docstring), or a mode added with
-            :func:`~binary_net.infer.modes.register_mode`; anything else raises ValueError.
+            'float', 'fixed', 'xnor' or 'int' (see :mod:`binary_net.infer`), or a mode
+            added with :func:`~binary_net.infer.modes.register_mode`; anything else
+            raises ValueError.
         batch_size : int or None
             Images per step (None: all at once). Results do not depend on it,
             bit for bit (see "Batches" in the module docstring).
         **options
-            The mode's options; for 'fixed': ``input_bits=8, input_frac=7,
-            param_bits=16, act_bits=16, rounding='half_even'``.
+            The mode's options; for 'fixed': ``preset`` and the widths and rounding
+            of :class:`~binary_net.infer.fixed.FixedPointConfig` (defaults
+            :data:`~binary_net.infer.fixed.FIXED_DEFAULTS`).
 
         Returns
         -------

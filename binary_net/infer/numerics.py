@@ -3,7 +3,7 @@
 The bottom of :mod:`binary_net.infer`: numpy only, no ops and no modes. The
 products that round (:func:`conv2d` with ``per_sample``, :func:`matmul_rows`) are
 computed one sample at a time, so that a sample's result never depends on its
-batch (see "Batches" in :mod:`binary_net.infer`). :func:`quantize` and
+batch (see "Batches" in :mod:`binary_net.infer.network`). :func:`quantize` and
 :func:`fixed_format` define the signed fixed-point formats of fixed mode and of
 the integer path.
 """
