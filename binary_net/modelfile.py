@@ -15,8 +15,11 @@ Reading never runs code and never trusts sizes: arrays are read with
 encrypted entries, unknown compression methods, non-numeric dtypes and array
 headers that promise more data than their entry holds are refused before any
 array is allocated; the network description is checked against a schema
-(:func:`validate_description`); and parameters that are NaN or infinite are
-refused, naming the array. Every refusal is a one-line :class:`ModelFileError`.
+(:func:`binary_net.spec.validate_description`); and parameters that are NaN or
+infinite are refused, naming the array. Every refusal is a one-line
+:class:`~binary_net.errors.ModelFileError`. Packed model files
+(:mod:`binary_net.deploy.packed`) are read through :func:`read_archive`, with the
+same checks; this module imports neither the inference nor the commands.
 """
 import io
 import json
@@ -136,7 +139,7 @@ def remove_stale_temporaries(path):
 
 
 # Named arrays a model or packed file may hold beside its own (the input
-# preprocessing, see binary_net.preprocessing).
+# preprocessing, see binary_net.data.preprocessing).
 PREPROCESSING_PREFIX = 'preprocessing_'
 
 
