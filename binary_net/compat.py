@@ -119,7 +119,7 @@ def _rc_files():
     return [os.path.expanduser(p) for p in spec.split(os.pathsep) if p]
 
 
-def _user_configured(section, option):
+def user_configured(section, option):
     """True if the user set ``section.option`` in THEANO_FLAGS or a .theanorc."""
     name = section if option is None else section + '.' + option
     flags = os.environ.get('THEANO_FLAGS', '')
@@ -149,7 +149,7 @@ def configure_theano_flags():
     logging.getLogger('theano.tensor.blas').setLevel(logging.ERROR)
     if 'theano' not in sys.modules:
         added = ['%s=%s' % (s if o is None else s + '.' + o, v() if callable(v) else v)
-                 for s, o, v in THEANO_DEFAULTS if not _user_configured(s, o)]
+                 for s, o, v in THEANO_DEFAULTS if not user_configured(s, o)]
         flags = [f for f in [os.environ.get('THEANO_FLAGS', '')] + added if f]
         os.environ['THEANO_FLAGS'] = ','.join(flags)
     _applied.add('flags')

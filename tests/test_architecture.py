@@ -198,8 +198,6 @@ def test_no_private_name_imported_across_modules():
     assert private == []
 
 
-@pytest.mark.xfail(strict=True, reason='binary_net/theano_ops.py reads compat._user_configured '
-                                       '(the theano-ext refactor removes it); flip when merged')
 def test_no_private_attribute_of_another_module():
     assert [use for name in MODULES for use in _private_attributes(name, _tree(name))] == []
 

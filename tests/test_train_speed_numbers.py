@@ -10,7 +10,7 @@ sums its weight gradient per thread, the summation order differs: the loss
 after 20 steps must agree within 1e-4 relative (every step's within 2e-3 for
 the conv net, where a value within rounding of 0 may binarize differently). A seeded run of the fused graph is
 reproducible with itself bit for bit, and its integer parts (the popcount
-products) are exact (tests/test_theano_ops.py).
+products) are exact (tests/test_theano_ops.py, binary_net.theano_ext).
 """
 import numpy as np
 import pytest

@@ -243,7 +243,7 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
 
 /*
  * These reproduce, in float32 and operation by operation, what numpy computes
- * in binary_net.inference (float mode), so that xnor mode's scores stay
+ * in binary_net.infer (float mode), so that xnor mode's scores stay
  * bit-identical. That needs the file compiled with -ffp-contract=off (no
  * multiply-add fusion; binary_net/kernels/build.py passes it), and
  * K = np.mean(np.abs(x), axis=1, dtype=float32) summed in numpy's order:

@@ -2,7 +2,7 @@
 
 :mod:`binary_net.infer.fixed`'s fixed mode *simulates* fixed point in float64. This
 module computes the same network in integers only, exactly as the C99 code written
-by :mod:`binary_net.export` (``python -m binary_net export``) does, so that a label
+by :mod:`binary_net.deploy.export` (``python -m binary_net export``) does, so that a label
 or score predicted here is the label or score the device will produce.
 
 :class:`IntegerContext` is the context of ``mode='int'`` (named in

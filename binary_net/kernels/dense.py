@@ -145,7 +145,7 @@ class PackedDense:
 
         Computes, in float32 and operation by operation as numpy does (so the
         results are bit-identical to the float-mode arithmetic of
-        :class:`binary_net.inference.XnorDense` and ``Affine``)::
+        :class:`binary_net.infer.ops.XnorDense` and ``Affine``)::
 
             p = sign(x) @ sign(W)                       (int32, exact)
             z = (float32(p) * K) * alpha + b            (or ((p + b) * K) * alpha)

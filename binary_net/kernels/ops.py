@@ -195,7 +195,7 @@ def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, of
     """The float arithmetic after an XNOR convolution's product, in one C pass.
 
     Computes, in float32 and in numpy's order (bit-identical to the float mode of
-    :class:`binary_net.inference.XnorConv`, ``MaxPool`` and ``Affine``)::
+    :class:`binary_net.infer.ops.XnorConv`, ``MaxPool`` and ``Affine``)::
 
         z = (float32(product) * K) * alpha[f] + b[f]
         pooled = max over pool windows of z          (if pool is given)

@@ -6,7 +6,7 @@ The layers build XNOR-Net's arithmetic out of plain Theano expressions
 package only changes how a *compiled* function computes them: two global
 optimizers (:mod:`~binary_net.theano_ext.rewrites`), registered in Theano's
 ``optdb`` under the tag ``binary_net_fused`` when the package is imported (it is
-by :mod:`binary_net.training`), rewrite the optimized graph of the functions this
+by :mod:`binary_net.train`), rewrite the optimized graph of the functions this
 package compiles (:func:`fused_mode`, :func:`function`); other Theano programs in
 the same process are never rewritten.
 

@@ -1,7 +1,7 @@
 """Compiling with the fused ops: :func:`fused_mode` and :func:`function`.
 
 Part of :mod:`binary_net.theano_ext`, its entry point for the rest of the package
-(:mod:`binary_net.training` compiles its training step with :func:`function`).
+(:mod:`binary_net.train` compiles its training step with :func:`function`).
 Importing it registers the rewrites (:mod:`~binary_net.theano_ext.rewrites`).
 """
 import theano
@@ -41,7 +41,7 @@ def function(inputs, outputs=None, mode=None, **kwargs):
     if not is_enabled():
         return theano.function(inputs, outputs, mode=mode, **kwargs)
     mode = fused_mode(mode)
-    if not compat._user_configured('allow_gc', None):
+    if not compat.user_configured('allow_gc', None):
         try:
             mode = mode.clone(link_kwargs={'allow_gc': False})
         except TypeError:  # a linker without that option
