@@ -124,6 +124,27 @@ static int resolve_threads(int nthreads)
 /* Packing signs                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The scalar end of both row packers below: the words their vector loops left (all
+ * of them on the portable path) and the last partial word, one element at a time;
+ * bit k of a word is x[k] >= 0. pack_row_f32 and pack_row_f64 differ only in their
+ * vector loops. */
+#define XK_PACK_SCALAR_TAIL(T)                                                      \
+    do {                                                                            \
+        for (; w < nw; w++) {                                                       \
+            const T *p = x + (w << 6);                                              \
+            uint64_t word = 0;                                                      \
+            for (int k = 0; k < 64; k++) word |= (uint64_t)(p[k] >= (T)0) << k;     \
+            out[w] = word;                                                          \
+        }                                                                           \
+        int64_t rem = n & 63;                                                       \
+        if (rem) {                                                                  \
+            const T *p = x + (nw << 6);                                             \
+            uint64_t word = 0;                                                      \
+            for (int64_t k = 0; k < rem; k++) word |= (uint64_t)(p[k] >= (T)0) << k; \
+            out[nw] = word;                                                         \
+        }                                                                           \
+    } while (0)
+
 /* One contiguous row of n floats -> ceil(n/64) words. */
 static void pack_row_f32(const float *x, int64_t n, uint64_t *out)
 {
@@ -162,19 +183,7 @@ static void pack_row_f32(const float *x, int64_t n, uint64_t *out)
         out[w] = word;
     }
 #endif
-    for (; w < nw; w++) {
-        const float *p = x + (w << 6);
-        uint64_t word = 0;
-        for (int k = 0; k < 64; k++) word |= (uint64_t)(p[k] >= 0.0f) << k;
-        out[w] = word;
-    }
-    int64_t rem = n & 63;
-    if (rem) {
-        const float *p = x + (nw << 6);
-        uint64_t word = 0;
-        for (int64_t k = 0; k < rem; k++) word |= (uint64_t)(p[k] >= 0.0f) << k;
-        out[nw] = word;
-    }
+    XK_PACK_SCALAR_TAIL(float);
 }
 
 static void pack_row_f64(const double *x, int64_t n, uint64_t *out)
@@ -215,19 +224,7 @@ static void pack_row_f64(const double *x, int64_t n, uint64_t *out)
         out[w] = word;
     }
 #endif
-    for (; w < nw; w++) {
-        const double *p = x + (w << 6);
-        uint64_t word = 0;
-        for (int k = 0; k < 64; k++) word |= (uint64_t)(p[k] >= 0.0) << k;
-        out[w] = word;
-    }
-    int64_t rem = n & 63;
-    if (rem) {
-        const double *p = x + (nw << 6);
-        uint64_t word = 0;
-        for (int64_t k = 0; k < rem; k++) word |= (uint64_t)(p[k] >= 0.0) << k;
-        out[nw] = word;
-    }
+    XK_PACK_SCALAR_TAIL(double);
 }
 
 /*
