@@ -9,7 +9,7 @@ import theano
 import theano.tensor as T
 
 from binary_net import binarize, theano_ext
-from binary_net.theano_ext import AbsSum, FastElemwise, Scale, XnorDot
+from binary_net.theano_ext import AbsSum, FastElemwise, FastSum, Scale, XnorDot
 
 SHAPES = [(1, 1), (3, 5), (7, 1), (1, 9), (64, 64), (65, 257), (300, 17), (513, 700)]
 
@@ -191,6 +191,48 @@ def test_fast_elemwise_matches_theano(case):
             np.testing.assert_array_equal(fused(X[::-1], Y[::-1], S), plain(X[::-1], Y[::-1], S))
 
 
+BROADCAST_CASES = [
+    # (expression of x (N, C, H, W), v (C,), k (N, 1, H, W), s scalar), shapes (N, C, H, W)
+    lambda x, v, k, s: x * v.dimshuffle('x', 0, 'x', 'x') + s * k,              # batch norm
+    lambda x, v, k, s: (x * T.cast(T.le(abs(x), 1), 'float32')                 # STE + K
+                        + s * k * T.sgn(x) * v.dimshuffle('x', 0, 'x', 'x')),
+    lambda x, v, k, s: (x - v.dimshuffle('x', 0, 'x', 'x')) / (k + 2.5) - s,
+    lambda x, v, k, s: T.switch(T.ge(k, 0), x, v.dimshuffle('x', 0, 'x', 'x')) * s,
+]
+
+
+@pytest.mark.parametrize('case', range(len(BROADCAST_CASES)))
+def test_fast_elemwise_broadcasting_matches_theano(case):
+    """Inputs broadcast along some axes (per channel, per position) run in the
+    grouped loop and give Theano's own results bit for bit."""
+    x, k = T.tensor4(), T.TensorType(theano.config.floatX, (False, True, False, False))()
+    v, s = T.vector(), T.scalar()
+    expr = BROADCAST_CASES[case](x, v, k, s)
+    plain = compile_plain([x, v, k, s], expr)
+    fused = compile_fused([x, v, k, s], expr)
+    fast = [op for op in ops_in(fused) if isinstance(op, FastElemwise)]
+    assert fast
+    rng = np.random.RandomState(11)
+    for shape in [(2, 3, 4, 5), (50, 64, 8, 8), (1, 1, 1, 7), (3, 1, 2, 2), (0, 3, 2, 2)]:
+        N, C, H, W = shape
+        X = (rng.randn(*shape) * 2).astype(theano.config.floatX)
+        V = rng.randn(C).astype(theano.config.floatX)
+        K = rng.randn(N, 1, H, W).astype(theano.config.floatX)
+        S = np.asarray(0.3, dtype=theano.config.floatX)
+        np.testing.assert_array_equal(fused(X, V, K, S), plain(X, V, K, S))
+        if N > 1:
+            np.testing.assert_array_equal(fused(X[::-1], V, K[::-1], S),
+                                          plain(X[::-1], V, K[::-1], S))
+
+
+def test_fast_elemwise_broadcasting_rejects_mismatched_shapes():
+    x, v = T.tensor4(), T.vector()
+    fused = compile_fused([x, v], x * v.dimshuffle('x', 0, 'x', 'x') + 1)
+    assert any(isinstance(op, FastElemwise) for op in ops_in(fused))
+    with pytest.raises(ValueError):
+        fused(np.ones((2, 3, 4, 4), theano.config.floatX), np.ones(4, theano.config.floatX))
+
+
 def test_fast_elemwise_in_place_update_of_shared_variable():
     rng = np.random.RandomState(10)
     start = rng.uniform(-1, 1, (300, 200)).astype(theano.config.floatX)
@@ -280,3 +322,58 @@ def test_other_theano_programs_are_not_rewritten():
     Wv = np.random.RandomState(4).randn(5, 4).astype(theano.config.floatX)
     for a, b in zip(plain(X, Wv), ours(X, Wv)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('axis,shape', [
+    ((0, 2, 3), (50, 16, 8, 8)),     # batch norm's per-channel sums
+    ((1,), (4, 16, 5, 5)),            # a sum over channels (K's mean)
+    ((0,), (100, 300)),               # column sums (dense batch norm)
+    ((1,), (30, 1000)),               # row sums
+    ((0, 1), (7, 9)),                 # everything
+    ((1, 3), (3, 5, 4, 6)),           # alternating groups
+    ((0, 2, 3), (0, 4, 3, 3)),        # an empty batch
+    ((0, 2, 3), (2, 1, 1, 9)),        # axes of length 1
+])
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_fast_sum_matches_theano(axis, shape, dtype):
+    """Float64-accumulated sums run as FastSum and agree with Theano's to float64
+    rounding before the cast."""
+    x = T.TensorType(dtype, (False,) * len(shape))()
+    expr = T.sum(x, axis=axis, acc_dtype='float64')
+    plain = compile_plain([x], expr)
+    fused = compile_fused([x], expr)
+    assert any(isinstance(op, FastSum) for op in ops_in(fused))
+    assert not any(type(op).__name__ == 'Sum' for op in ops_in(fused))
+    rng = np.random.RandomState(12)
+    X = (rng.randn(*shape) * 3 + 1).astype(dtype)
+    got, want = fused(X), plain(X)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    exact = X.astype(np.float64).sum(axis=axis)
+    rtol = 1e-6 if dtype == 'float32' else 1e-12
+    np.testing.assert_allclose(got, exact, rtol=rtol, atol=rtol * np.abs(X).sum())
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(X).sum())
+    if X.size and shape[0] > 1:
+        np.testing.assert_allclose(fused(X[::-1]), exact if axis[0] == 0 else plain(X[::-1]),
+                                   rtol=rtol, atol=rtol * np.abs(X).sum())
+
+
+@pytest.mark.parametrize('ws,stride,pad', [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))])
+def test_parallel_pooling_is_theanos_own_bit_for_bit(ws, stride, pad):
+    """Max-pooling and its gradient (overlapping windows too) run with OpenMP and
+    give Theano's serial results exactly."""
+    from theano.tensor.signal.pool import pool_2d
+    x = T.tensor4()
+    y = pool_2d(x, ws=ws, stride=stride, pad=pad, ignore_border=True, mode='max')
+    outs = [y, T.grad((y ** 2).sum(), x)]
+    plain = compile_plain([x], outs)
+    fused = compile_fused([x], outs)
+    names = {type(op).__name__ for op in ops_in(fused)}
+    if theano_ext.cop.openmp_supported():
+        assert {'ParallelPool', 'ParallelMaxPoolGrad'} <= names
+        assert not {'Pool', 'MaxPoolGrad'} & names
+    rng = np.random.RandomState(13)
+    for shape in [(6, 5, 9, 8), (1, 1, 4, 4), (50, 16, 16, 16)]:
+        X = rng.randn(*shape).astype(theano.config.floatX)
+        X[0, 0, :2, :2] = 1.5           # ties inside one window
+        for got, want in zip(fused(X), plain(X)):
+            np.testing.assert_array_equal(got, want)

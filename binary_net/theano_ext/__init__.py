@@ -16,12 +16,14 @@ Modules, one concept each:
 * :mod:`~binary_net.theano_ext.cop`: the ops' common base, a Theano ``COp`` whose
   C lives in ``binary_net/csrc/theano_ext/*.c``;
 * :mod:`~binary_net.theano_ext.reductions`: ``AbsSum`` (sums of ``|X|``, with
-  ``sign(X)``) and ``Scale``;
+  ``sign(X)``), ``FastSum`` (threaded float64-accumulated sums) and ``Scale``;
 * :mod:`~binary_net.theano_ext.products`: ``Dot22Into`` and the popcount product
   ``XnorDot``, which shares the packing and product of :mod:`binary_net.kernels`
   (``csrc/xnor_kernels.h``);
 * :mod:`~binary_net.theano_ext.conv`: ``ParallelCorrMM`` (and its gradients) and
   the popcount convolution ``XnorCorr``;
+* :mod:`~binary_net.theano_ext.pool`: ``ParallelPool`` and ``ParallelMaxPoolGrad``
+  (Theano's max-pooling with its OpenMP loop on);
 * :mod:`~binary_net.theano_ext.elemwise`: the elementwise C code generator
   ``FastElemwise``;
 * :mod:`~binary_net.theano_ext.rewrites`: the graph rewrites;
@@ -58,12 +60,14 @@ from .conv import (ParallelCorrMM, ParallelCorrMMGradInputs,  # noqa: E402
                    ParallelCorrMMGradWeights, XnorCorr)
 from .elemwise import FastElemwise  # noqa: E402
 from .mode import function, fused_mode  # noqa: E402
+from .pool import ParallelMaxPoolGrad, ParallelPool  # noqa: E402
 from .products import Dot22Into, XnorDot  # noqa: E402
-from .reductions import AbsSum, Scale  # noqa: E402
+from .reductions import AbsSum, FastSum, Scale  # noqa: E402
 from .rewrites import FUSED_TAG, FastElemwiseRewrite, FuseBinarization  # noqa: E402
 from .switch import enabled, is_enabled, set_enabled  # noqa: E402
 
 __all__ = ['function', 'fused_mode', 'FUSED_TAG', 'enabled', 'is_enabled', 'set_enabled',
-           'AbsSum', 'Scale', 'Dot22Into', 'XnorDot', 'ParallelCorrMM',
+           'AbsSum', 'FastSum', 'Scale', 'Dot22Into', 'XnorDot', 'ParallelCorrMM',
            'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs', 'XnorCorr', 'FastElemwise',
+           'ParallelPool', 'ParallelMaxPoolGrad',
            'FuseBinarization', 'FastElemwiseRewrite']

@@ -17,7 +17,7 @@ from theano.tensor.elemwise import Elemwise
 
 from .cop import C_VERSION, FLOAT_DTYPES, FusedCOp
 
-__all__ = ['FastElemwise', 'fast_elemwise_eligible']
+__all__ = ['FastElemwise', 'fast_elemwise_eligible', 'broadcast_groups']
 
 
 class FastElemwise(FusedCOp):
@@ -143,23 +143,28 @@ class FastElemwise(FusedCOp):
         scalar = [all(i.broadcastable) for i in node.inputs]
         ctype = lambda v: 'npy_' + v.type.dtype  # noqa: E731
         num = len(node.inputs)
-        first = scalar.index(False)
+        nd = node.outputs[0].ndim
+        arrays = [k for k in range(num) if not scalar[k]]
+        groups = broadcast_groups(node)
         lines = ['{', 'PyArrayObject* bn_c[%d] = {0};' % num]
         cleanup = 'for (int k = 0; k < %d; ++k) Py_XDECREF(bn_c[k]);' % num
         on_fail = '{ %s %s }' % (cleanup, fail)
-        for k, iname in enumerate(inames):
-            if not scalar[k]:
-                lines.append('bn_c[%d] = PyArray_GETCONTIGUOUS(%s); if (!bn_c[%d]) %s'
-                             % (k, iname, k, on_fail))
-        lines.append('int bn_nd = PyArray_NDIM(bn_c[%d]); npy_intp* bn_dims = '
-                     'PyArray_DIMS(bn_c[%d]);' % (first, first))
-        for k in range(num):
-            if not scalar[k] and k != first:
+        for k in arrays:
+            lines.append('bn_c[%d] = PyArray_GETCONTIGUOUS(%s); if (!bn_c[%d]) %s'
+                         % (k, inames[k], k, on_fail))
+        # The output's shape: each dimension from an input that does not broadcast
+        # there; every other such input must agree (Theano's own check).
+        lines.append('npy_intp bn_dims[%d];' % max(nd, 1))
+        for d in range(nd):
+            owners = [k for k in arrays if not node.inputs[k].broadcastable[d]]
+            lines.append('bn_dims[%d] = %s;' % (d, 'PyArray_DIMS(bn_c[%d])[%d]' % (owners[0], d)
+                                                if owners else '1'))
+            for k in owners[1:]:
                 lines.append(
-                    'if (PyArray_NDIM(bn_c[{k}]) != bn_nd || !PyArray_CompareLists('
-                    'PyArray_DIMS(bn_c[{k}]), bn_dims, bn_nd)) {{ PyErr_SetString('
+                    'if (PyArray_DIMS(bn_c[{k}])[{d}] != bn_dims[{d}]) {{ PyErr_SetString('
                     'PyExc_ValueError, "FastElemwise: input shapes differ"); {f} }}'
-                    .format(k=k, f=on_fail))
+                    .format(k=k, d=d, f=on_fail))
+        lines.append('int bn_nd = %d;' % nd)
         for k, iname in enumerate(inames):
             if scalar[k]:
                 lines.append('if (PyArray_SIZE(%s) != 1) { PyErr_SetString(PyExc_ValueError, '
@@ -177,7 +182,7 @@ class FastElemwise(FusedCOp):
                              % (oname, num, oname, oname, oname))
                 lines.append('if (bn_prepare_output(&%s, bn_nd, bn_dims, %s)) %s'
                              % (oname, typenum, on_fail))
-        lines.append('npy_intp bn_n = PyArray_SIZE(bn_c[%d]);' % first)
+        lines.append('npy_intp bn_n = PyArray_SIZE(%s);' % onames[0])
         # each input variable once (a node may read one variable twice)
         unique = [(k, iname) for k, iname in enumerate(inames) if iname not in inames[:k]]
         for k, iname in unique:
@@ -191,18 +196,17 @@ class FastElemwise(FusedCOp):
             t = ctype(node.outputs[o])
             lines.append('%s* %s_p = (%s*)PyArray_DATA(%s);' % (t, oname, t, oname))
         lines.append('int bn_threads = bn_threads_for(bn_n);')
+        if len(groups) > 1:
+            lines.extend(self._broadcast_loop(node, name, inames, onames, fail, unique, groups))
+            lines.append(cleanup)
+            lines.append('}')
+            return '\n'.join(lines)
         body = []
         for k, iname in unique:
             t = ctype(node.inputs[k])
             body.append('    %s %s_i = %s;' % (t, iname, ('%s_s' % iname) if scalar[k]
                                                else '%s_p[bn_i]' % iname))
-        for o, oname in enumerate(onames):
-            body.append('    %s %s_i;' % (ctype(node.outputs[o]), oname))
-        body.append('    {')
-        body.append(self.task_code(node, name, inames, onames, fail))
-        body.append('    }')
-        for oname in onames:
-            body.append('    %s_p[bn_i] = %s_i;' % (oname, oname))
+        body.extend(self._body_end(node, name, inames, onames, fail, 'bn_i'))
         if sum_name is None:
             lines.append('#pragma omp parallel for simd schedule(dynamic, 16384) '
                          'num_threads(bn_threads)')
@@ -245,6 +249,102 @@ for (bn_b = 0; bn_b < bn_blocks; ++bn_b) {
         lines.append('}')
         return '\n'.join(lines)
 
+    def _body_end(self, node, name, inames, onames, fail, index):
+        """The scalar op's code for one element and the stores of its outputs."""
+        body = ['    %s %s_i;' % ('npy_' + node.outputs[o].type.dtype, oname)
+                for o, oname in enumerate(onames)]
+        body.append('    {')
+        body.append(self.task_code(node, name, inames, onames, fail))
+        body.append('    }')
+        body.extend('    %s_p[%s] = %s_i;' % (oname, index, oname) for oname in onames)
+        return body
+
+    def _broadcast_loop(self, node, name, inames, onames, fail, unique, groups):
+        """The loop over an output some of whose inputs broadcast along some axes.
+
+        The output's axes form ``groups`` of consecutive axes along which the same
+        inputs broadcast; the last group is the inner, vectorized loop, the others
+        one flat OpenMP loop. An input's offset steps by its stride in each group,
+        0 where it broadcasts (an input that broadcasts along the inner group is
+        loaded once per inner loop).
+        """
+        ng = len(groups)
+        lines = ['npy_intp bn_gs[%d];' % ng]
+        for g, (axes, _) in enumerate(groups):
+            lines.append('bn_gs[%d] = %s;' % (g, ' * '.join('bn_dims[%d]' % d for d in axes)))
+        lines.append('npy_intp bn_outer = %s, bn_inner = bn_gs[%d];'
+                     % (' * '.join('bn_gs[%d]' % g for g in range(ng - 1)), ng - 1))
+        arrays = [(k, iname) for k, iname in unique if not all(node.inputs[k].broadcastable)]
+        for k, iname in arrays:
+            # stride of input k along group g: the sizes of the later groups it spans
+            for g in range(ng - 1):
+                if groups[g][1][k]:
+                    lines.append('const npy_intp %s_st%d = 0;' % (iname, g))
+                else:
+                    later = [str(1)] + ['bn_gs[%d]' % h for h in range(g + 1, ng)
+                                        if not groups[h][1][k]]
+                    lines.append('const npy_intp %s_st%d = %s;' % (iname, g, ' * '.join(later)))
+        lines.append('#pragma omp parallel for schedule(static) num_threads(bn_threads)')
+        lines.append('for (npy_intp bn_o = 0; bn_o < bn_outer; ++bn_o) {')
+        lines.append('  npy_intp bn_rest = bn_o, bn_x;')
+        for k, iname in arrays:
+            lines.append('  npy_intp %s_off = 0;' % iname)
+        for g in reversed(range(ng - 1)):
+            lines.append('  bn_x = bn_rest %% bn_gs[%d]; bn_rest /= bn_gs[%d];' % (g, g))
+            for k, iname in arrays:
+                if not groups[g][1][k]:
+                    lines.append('  %s_off += bn_x * %s_st%d;' % (iname, iname, g))
+        inner_broadcast = groups[-1][1]
+        for k, iname in arrays:
+            t = 'npy_' + node.inputs[k].type.dtype
+            if inner_broadcast[k]:
+                lines.append('  const %s %s_b = %s_p[%s_off];' % (t, iname, iname, iname))
+            else:
+                lines.append('  const %s* %s_q = %s_p + %s_off;' % (t, iname, iname, iname))
+        for oname in onames:
+            lines.append('  %s_p_o = %s_p + bn_o * bn_inner;' % (oname, oname))
+        lines.append('  #pragma omp simd')
+        lines.append('  for (npy_intp bn_j = 0; bn_j < bn_inner; ++bn_j) {')
+        for k, iname in unique:
+            t = 'npy_' + node.inputs[k].type.dtype
+            if all(node.inputs[k].broadcastable):
+                value = '%s_s' % iname
+            elif inner_broadcast[k]:
+                value = '%s_b' % iname
+            else:
+                value = '%s_q[bn_j]' % iname
+            lines.append('    %s %s_i = %s;' % (t, iname, value))
+        body = self._body_end(node, name, inames, onames, fail, 'bn_j')
+        for oname in onames:
+            body = [b.replace('%s_p[bn_j]' % oname, '%s_p_o[bn_j]' % oname) for b in body]
+        lines.extend(body)
+        lines.append('  }')
+        lines.append('}')
+        # declare the per-row output pointers (private to each iteration)
+        decl = ['%s* %s_p_o;' % ('npy_' + node.outputs[o].type.dtype, oname)
+                for o, oname in enumerate(onames)]
+        at = lines.index('  npy_intp bn_rest = bn_o, bn_x;')
+        lines[at:at] = ['  ' + d for d in decl]
+        return lines
+
+
+def broadcast_groups(node):
+    """The output axes of ``node`` in groups of consecutive axes along which the same
+    array inputs broadcast: a list of (axes, broadcasts) with ``broadcasts[k]`` True
+    where input ``k`` (an array, not a broadcast scalar) broadcasts along the group.
+    Axes along which the output itself broadcasts (length 1) are left out."""
+    out = node.outputs[0]
+    groups = []
+    for d, out_broadcast in enumerate(out.broadcastable):
+        if out_broadcast:
+            continue
+        sig = tuple(i.broadcastable[d] and not all(i.broadcastable) for i in node.inputs)
+        if groups and groups[-1][1] == sig:
+            groups[-1][0].append(d)
+        else:
+            groups.append(([d], sig))
+    return groups
+
 
 def fast_elemwise_eligible(node):
     """Whether ``node`` is an Elemwise that :class:`FastElemwise` can run."""
@@ -261,12 +361,10 @@ def fast_elemwise_eligible(node):
                                 'uint8', 'uint16', 'uint32', 'uint64', 'bool'):
             return False
     scalar = [all(i.broadcastable) for i in node.inputs]
-    for i, is_scalar in zip(node.inputs, scalar):
-        if not is_scalar and i.broadcastable != pattern:
-            return False
-    if all(scalar):
+    if all(scalar) or any(i.ndim != out.ndim for i in node.inputs):
         return False
-    if any(scalar[i] for i in node.op.inplace_pattern.values()):
+    # an output computed in place overwrites an input of its own shape
+    if any(node.inputs[i].broadcastable != pattern for i in node.op.inplace_pattern.values()):
         return False
     op = FastElemwise(node.op)
     try:

@@ -1,19 +1,23 @@
-"""Fused reductions and scalings of training: :class:`AbsSum` and :class:`Scale`.
+"""Fused reductions and scalings of training: :class:`AbsSum`, :class:`FastSum` and
+:class:`Scale`.
 
-Part of :mod:`binary_net.theano_ext`; their C is ``csrc/theano_ext/abs_sum.c`` and
-``scale.c``. :class:`~binary_net.theano_ext.rewrites.FuseBinarization` puts them in
+Part of :mod:`binary_net.theano_ext`; their C is ``csrc/theano_ext/abs_sum.c``,
+``fast_sum.c`` and ``scale.c``. :class:`~binary_net.theano_ext.rewrites.FuseBinarization` puts them in
 place of ``Sum(abs(X))`` (the sums of alpha, K and the ``xalpha`` refresh, with
 ``sign(X)`` from the same pass) and of a ``Dot22Scalar`` whose ``Dot22`` twin is
-computed anyway. Both compute exactly what they replace.
+computed anyway. Both compute exactly what they replace. :class:`FastSum` replaces Theano's
+float64-accumulated ``Sum`` (batch norm's statistics and their gradients) by a
+threaded one that sums in another, fixed order.
 """
 import numpy as np
 import theano
 import theano.tensor as T
 from theano import gof
+from theano.tensor.elemwise import Sum as CAReduceSum
 
 from .cop import FLOAT_DTYPES, FusedCOp
 
-__all__ = ['AbsSum', 'Scale']
+__all__ = ['AbsSum', 'FastSum', 'Scale', 'fast_sum_eligible']
 
 
 class AbsSum(FusedCOp):
@@ -115,3 +119,82 @@ class Scale(FusedCOp):
         x, s = inputs
         (gz,) = output_grads
         return [gz * s, T.sum(gz * x).astype(s.dtype)]
+
+
+class FastSum(FusedCOp):
+    """``Sum{axis, acc_dtype=float64}`` of a float tensor on all threads.
+
+    Each output is accumulated in float64 by one thread in a fixed order (see
+    ``csrc/theano_ext/fast_sum.c``), so a result does not depend on the thread
+    count; the order differs from Theano's ``CAReduce``, so results agree with
+    Theano's to float64 rounding before the cast to the output dtype.
+
+    Parameters
+    ----------
+    axis : tuple of int
+        The summed axes (sorted, at least one).
+    """
+
+    __props__ = ('axis',)
+
+    def __init__(self, axis):
+        FusedCOp.__init__(self, 'fast_sum.c')
+        self.axis = tuple(sorted(int(a) for a in axis))
+        if not self.axis:
+            raise ValueError('FastSum needs at least one axis')
+
+    def make_node(self, x):
+        x = T.as_tensor_variable(x)
+        if x.dtype not in FLOAT_DTYPES or x.ndim > 32 or any(
+                a < 0 or a >= x.ndim for a in self.axis):
+            raise TypeError('FastSum needs a float tensor with axes %s, got %s'
+                            % (self.axis, x.type))
+        kept = tuple(b for d, b in enumerate(x.broadcastable) if d not in self.axis)
+        return gof.Apply(self, [x], [T.TensorType(x.dtype, kept)()])
+
+    def perform(self, node, inputs, outputs):
+        (x,) = inputs
+        outputs[0][0] = np.asarray(x.sum(axis=self.axis, dtype=np.float64), dtype=x.dtype)
+
+    def infer_shape(self, node, shapes):
+        (shape,) = shapes
+        return [tuple(s for d, s in enumerate(shape) if d not in self.axis)]
+
+    def c_code(self, node, name, inames, onames, sub):
+        (x,), (z,) = inames, onames
+        mask = sum(1 << a for a in self.axis)
+        dtype = 'npy_' + node.inputs[0].dtype
+        nd = node.inputs[0].ndim
+        return """
+{
+    PyArrayObject* bn_xc = PyArray_GETCONTIGUOUS(%(x)s);
+    if (!bn_xc) %(fail)s
+    npy_intp bn_kept[%(nk)d];
+    int bn_k = 0;
+    for (int d = 0; d < %(nd)d; ++d)
+        if (!((%(mask)dUL >> d) & 1)) bn_kept[bn_k++] = PyArray_DIMS(bn_xc)[d];
+    bn_forget_if_input(&%(z)s, bn_xc, %(x)s);
+    if (bn_prepare_output(&%(z)s, %(nko)d, bn_kept, %(typenum)s)) { Py_DECREF(bn_xc); %(fail)s }
+    npy_intp bn_nout = PyArray_SIZE(%(z)s);
+    bn_fast_sum_%(dtype)s((const %(dtype)s*)PyArray_DATA(bn_xc), %(nd)d, PyArray_DIMS(bn_xc),
+                          %(mask)dUL, (%(dtype)s*)PyArray_DATA(%(z)s), bn_nout,
+                          bn_threads_for(PyArray_SIZE(bn_xc)));
+    Py_DECREF(bn_xc);
+}
+""" % dict(x=x, z=z, fail=sub['fail'], nd=nd, nk=max(1, nd - len(self.axis)),
+           nko=nd - len(self.axis), mask=mask, dtype=dtype,
+           typenum='NPY_' + node.inputs[0].dtype.upper())
+
+
+def fast_sum_eligible(node):
+    """Whether ``node`` is a float64-accumulated Theano ``Sum`` that :class:`FastSum`
+    computes (a float input, an output of the same dtype, at least one axis)."""
+    op = node.op
+    if type(op) is not CAReduceSum:
+        return False
+    x = node.inputs[0]
+    if x.dtype not in FLOAT_DTYPES or node.outputs[0].dtype != x.dtype or x.ndim == 0:
+        return False
+    if op.acc_dtype != 'float64':
+        return False
+    return op.axis is None or len(op.axis) > 0

@@ -30,11 +30,20 @@ imported.
   :class:`~binary_net.theano_ext.conv.ParallelCorrMM` and its two gradient
   twins, and a binary convolution's forward product
   ``CorrMM(sign(x), flip(sign(W)))`` becomes
-  :class:`~binary_net.theano_ext.conv.XnorCorr` (exact integers).
+  :class:`~binary_net.theano_ext.conv.XnorCorr` (exact integers);
+* every other float64-accumulated ``Sum`` of a float tensor (batch norm's
+  statistics and their gradients) becomes
+  :class:`~binary_net.theano_ext.reductions.FastSum`, threaded, in a fixed order
+  (another summation order: float64 rounding before the cast);
+* Theano's max-pooling and its gradient become
+  :class:`~binary_net.theano_ext.pool.ParallelPool` and
+  :class:`~binary_net.theano_ext.pool.ParallelMaxPoolGrad`, Theano's own OpenMP
+  loop over images and channels (bit for bit the same).
 
 :class:`FastElemwiseRewrite` (after fusion and the in-place rewrites): fused
-elementwise loops over same-shape arrays and broadcast scalars (Adam's moments,
-the clipped weight update, ...) become
+elementwise loops over same-shape arrays, broadcast scalars and arrays that
+broadcast along some axes (Adam's moments, the clipped weight update, batch
+norm's scale and shift, the straight-through masks, ...) become
 :class:`~binary_net.theano_ext.elemwise.FastElemwise`.
 """
 import theano
@@ -47,10 +56,11 @@ from theano.tensor.nnet import corr
 
 from ..binarize import ScalarSign
 from .conv import CORR_OPS, XnorCorr, xnor_corr_geometry
-from .cop import FLOAT_DTYPES
-from .elemwise import FastElemwise, fast_elemwise_eligible
+from .cop import FLOAT_DTYPES, openmp_supported
+from .elemwise import FastElemwise, broadcast_groups, fast_elemwise_eligible
+from .pool import parallel_pool_op
 from .products import Dot22Into, XnorDot
-from .reductions import AbsSum, Scale
+from .reductions import AbsSum, FastSum, Scale, fast_sum_eligible
 from .switch import is_enabled
 
 __all__ = ['FUSED_TAG', 'FuseBinarization', 'FastElemwiseRewrite']
@@ -135,6 +145,34 @@ class FuseBinarization(gof.Optimizer):
         self._share_duplicated_dots(fgraph)
         self._reuse_dot_outputs(fgraph)
         self._parallel_convolutions(fgraph)
+        self._fast_sums(fgraph)
+        self._parallel_pools(fgraph)
+
+    @staticmethod
+    def _parallel_pools(fgraph):
+        """Max-pooling and its gradient with Theano's own OpenMP loop over images
+        and channels (the same results, bit for bit)."""
+        if theano.config.cxx == '' or not openmp_supported():
+            return
+        for node in list(fgraph.apply_nodes):
+            if node not in fgraph.apply_nodes:
+                continue
+            new_op = parallel_pool_op(node.op)
+            if new_op is None:
+                continue
+            new = gof.Apply(new_op, list(node.inputs), [out.type() for out in node.outputs])
+            _replace(fgraph, [(node.outputs[0], new.outputs[0])])
+
+    @staticmethod
+    def _fast_sums(fgraph):
+        """Float64-accumulated sums (batch norm's statistics and their gradients) on
+        all threads, in a fixed order that does not depend on the thread count."""
+        for node in list(fgraph.apply_nodes):
+            if node not in fgraph.apply_nodes or not fast_sum_eligible(node):
+                continue
+            x = node.inputs[0]
+            axis = range(x.ndim) if node.op.axis is None else node.op.axis
+            _replace(fgraph, [(node.outputs[0], FastSum(axis)(x))])
 
     @staticmethod
     def _parallel_convolutions(fgraph):
@@ -226,7 +264,10 @@ class FastElemwiseRewrite(gof.Optimizer):
 
     @staticmethod
     def _abs_sum_client(node):
-        """(output index, AbsSum node) for an AbsSum(axis=0) reading an output."""
+        """(output index, AbsSum node) for an AbsSum(axis=0) reading an output
+        (of a node with no broadcasting inputs but scalars)."""
+        if len(broadcast_groups(node)) > 1:
+            return None
         for index, out in enumerate(node.outputs):
             if out.ndim != 2 or out.dtype not in FLOAT_DTYPES:
                 continue
