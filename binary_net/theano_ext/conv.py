@@ -47,8 +47,10 @@ class XnorCorr(gof.Op):
     ``XnorCorr(pad, stride)(x, w)`` equals Theano's ``CorrMM`` with border
     ``pad`` and subsample ``stride`` for ``x`` (N, C, H, W) and ``w`` (F, C, fh,
     fw) whose entries are all +1 or -1, zero padding contributing 0: every
-    output is an exact integer, so the result is bit-identical to the float
-    convolution's. The rewrite uses it only where both operands come from a sign.
+    output is an exact integer, returned as int32; cast to the float dtype it
+    is bit-identical to the float convolution's. The rewrite uses it only where
+    both operands come from a sign, and puts the cast in the next elementwise
+    loop (Theano's fusion), which saves a pass over the output.
     """
 
     __props__ = ('pad', 'stride')
@@ -61,13 +63,13 @@ class XnorCorr(gof.Op):
         x, w = T.as_tensor_variable(x), T.as_tensor_variable(w)
         if x.ndim != 4 or w.ndim != 4 or x.dtype != w.dtype or x.dtype not in FLOAT_DTYPES:
             raise TypeError('XnorCorr needs two 4-D float tensors of one dtype')
-        out = T.TensorType(x.dtype, (x.broadcastable[0], w.broadcastable[0], False, False))()
+        out = T.TensorType('int32', (x.broadcastable[0], w.broadcastable[0], False, False))()
         return gof.Apply(self, [x, w], [out])
 
     def perform(self, node, inputs, outputs):
         x, w = inputs
         conv = kernels.PackedConv2D(w, stride=self.stride, pad=self.pad)
-        outputs[0][0] = conv.conv_signs(x).astype(node.outputs[0].dtype)
+        outputs[0][0] = conv.conv_signs(x)
 
 
 def xnor_corr_geometry(op):

@@ -190,7 +190,8 @@ class FuseBinarization(gof.Optimizer):
             geometry = xnor_corr_geometry(op)
             if (type(op) is corr.CorrMM and geometry is not None
                     and all(_is_binary(v) for v in node.inputs)):
-                if _replace(fgraph, [(node.outputs[0], XnorCorr(*geometry)(*node.inputs))]):
+                exact = T.cast(XnorCorr(*geometry)(*node.inputs), node.outputs[0].dtype)
+                if _replace(fgraph, [(node.outputs[0], exact)]):
                     continue
             new_op = CORR_OPS[type(op)](border_mode=op.border_mode, subsample=op.subsample,
                                         filter_dilation=op.filter_dilation,
