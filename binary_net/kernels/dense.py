@@ -2,16 +2,18 @@
 
 Part of :mod:`binary_net.kernels`, used by xnor mode (:mod:`binary_net.xnor`) and
 the integer path (:mod:`binary_net.integer`): the product ``sign(x) @ sign(W)``, and
-the whole XNOR dense layer with the batch norm after it, in one C call.
+the whole XNOR dense layer with the batch norm after it, in one C call
+(:class:`PackedDense`); several such layers and the packing of their input, in one
+C call (:class:`DenseChain`).
 """
 import numpy as np
 
-from .library import BIAS_BEFORE, SCALE_INPUT, SCALE_WEIGHTS, get_library, nthreads
+from .library import BIAS_BEFORE, SCALE_INPUT, SCALE_WEIGHTS, ChainLayer, get_library, nthreads
 from .operands import as_packed, clear_unused_bits, f32_vector
 from .ops import pack_signs
 from .reference import words_for
 
-__all__ = ['PackedDense']
+__all__ = ['PackedDense', 'DenseChain']
 
 
 class PackedDense:
@@ -71,7 +73,8 @@ class PackedDense:
     def __repr__(self):
         return 'PackedDense(n_in=%d, n_out=%d)' % (self.n_in, self.n_out)
 
-    def _get_panels(self, lib):
+    def panel_array(self, lib):
+        """The weights in the panel layout of ``lib``'s code path (built once per path)."""
         if self._panels is None or self._panels[0] != lib.isa:
             self._panels = (lib.isa, lib.panels(self.packed, nthreads()))
         return self._panels[1]
@@ -94,7 +97,7 @@ class PackedDense:
                              % (xp.shape[1], self.packed.shape[1]))
         xp = clear_unused_bits(xp, self.n_in)
         lib = get_library()
-        return lib.gemm(xp, self._get_panels(lib), self.n_out, self.n_in, nthreads())
+        return lib.gemm(xp, self.panel_array(lib), self.n_out, self.n_in, nthreads())
 
     def matmul_signs(self, x):
         """Exact ``sign(x) @ sign(W)``.
@@ -130,7 +133,7 @@ class PackedDense:
             return self.matmul_packed(pack_signs(x, axis=1))
         # Packing and product in one pass, the packing overlapped with the product.
         x = np.ascontiguousarray(x)
-        panels = self._get_panels(lib)
+        panels = self.panel_array(lib)
         out = np.empty((x.shape[0], self.n_out), dtype=np.int32)
         fn = lib.lib.xk_dense_f32 if x.dtype == np.float32 else lib.lib.xk_dense_f64
         if fn(x.ctypes.data, x.shape[0], self.n_in, panels.ctypes.data, self.n_out,
@@ -203,7 +206,7 @@ class PackedDense:
                         (scale, 'scale'), (offset, 'offset'))]
             if (scale is None) != (offset is None):
                 raise ValueError('scale and offset go together')
-            panels = self._get_panels(lib)
+            panels = self.panel_array(lib)
             const = ((alpha, b, scale, offset), vectors, panels.ctypes.data,
                      [None if v is None else v.ctypes.data for v in vectors])
             self.__dict__.setdefault('_const', {})
@@ -234,3 +237,132 @@ class PackedDense:
         if status != 0:
             raise MemoryError('xnor kernels: out of memory')
         return z, y, yp, yk
+
+
+class DenseChain:
+    """XNOR dense layers, each but the last followed by a batch norm, in one C call.
+
+    What float mode computes for "XNOR dense, batch norm, XNOR dense, batch norm,
+    ..., XNOR dense [, batch norm]" (the MNIST MLPs, the dense end of the CIFAR-10
+    and SVHN networks), bit for bit: the input's packed signs and K, then each
+    layer exactly as :meth:`PackedDense.dense_layer` (its product, ``(p * K) *
+    alpha + b``, the batch norm, and the next layer's packed input and K). One
+    call from Python per batch instead of one per layer and packing: at a batch
+    of one image that overhead (ctypes, allocations, argument checks) costs
+    about as much as the product of a 784-4096 layer.
+
+    Parameters
+    ----------
+    layers : sequence of dict
+        One per layer, in order: ``packed`` (:class:`PackedDense`), ``scale_input``
+        (bool: multiply by the input's K), ``alpha`` (float32 (n_out,) or None),
+        ``b`` (float32 (n_out,) or None), ``bias_before_scaling`` (bool), ``scale``
+        and ``offset`` (the batch norm after it, float32 (n_out,); None only for
+        the last layer). Layer l's ``n_in`` must be layer l-1's ``n_out``.
+    """
+
+    def __init__(self, layers):
+        layers = [dict(layer) for layer in layers]
+        if not layers:
+            raise ValueError('a chain needs at least one layer')
+        for l, layer in enumerate(layers):
+            packed = layer['packed']
+            if not isinstance(packed, PackedDense):
+                raise TypeError('layer %d: packed must be a PackedDense' % l)
+            if (layer.get('scale') is None) != (layer.get('offset') is None):
+                raise ValueError('layer %d: scale and offset go together' % l)
+            if l + 1 < len(layers):
+                if layer.get('scale') is None:
+                    raise ValueError('layer %d: every layer but the last needs its batch norm'
+                                     % l)
+                if layers[l + 1]['packed'].n_in != packed.n_out:
+                    raise ValueError('layer %d has %d outputs but layer %d has n_in=%d'
+                                     % (l, packed.n_out, l + 1, layers[l + 1]['packed'].n_in))
+            n_out = packed.n_out
+            layer['vectors'] = [None if layer.get(k) is None else f32_vector(layer[k], n_out, k)
+                                for k in ('alpha', 'b', 'scale', 'offset')]
+            if layer['vectors'][1] is None:
+                layer['vectors'][1] = np.zeros(n_out, np.float32)
+        self.layers = layers
+        self.n_in = layers[0]['packed'].n_in
+        self._plans = {}   # (isa, rows) -> (ctypes layer array, byte size, views' layout)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def _plan(self, lib, rows):
+        key = (lib.isa, rows)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        layout, size = [], 0
+
+        def take(nbytes):
+            nonlocal size
+            start = size
+            size += -(-nbytes // 64) * 64        # every array on its own cache lines
+            return start
+
+        first = self.layers[0]
+        xp0 = take(8 * rows * words_for(self.n_in))
+        K0 = take(4 * rows) if first['scale_input'] else -1
+        structs = (ChainLayer * len(self.layers))()
+        for l, layer in enumerate(self.layers):
+            packed, n_out = layer['packed'], layer['packed'].n_out
+            nxt = self.layers[l + 1] if l + 1 < len(self.layers) else None
+            z = take(4 * rows * n_out)
+            y = take(4 * rows * n_out) if layer.get('scale') is not None else -1
+            yp = take(8 * rows * words_for(n_out)) if nxt is not None else -1
+            Ky = take(4 * rows) if nxt is not None and nxt['scale_input'] else -1
+            flags = ((BIAS_BEFORE if layer.get('bias_before_scaling') else 0)
+                     | (SCALE_INPUT if layer['scale_input'] else 0)
+                     | (SCALE_WEIGHTS if layer.get('alpha') is not None else 0))
+            addr = [None if v is None else v.ctypes.data for v in layer['vectors']]
+            structs[l] = ChainLayer(packed.panel_array(lib).ctypes.data, n_out, packed.n_in,
+                                    flags, *addr, z, y, yp, Ky)
+            layout.append((n_out, z, y, yp, Ky))
+        if len(self._plans) > 8:
+            self._plans.clear()
+        plan = self._plans[key] = (structs, max(size, 64), xp0, K0, layout)
+        return plan
+
+    def run(self, x):
+        """The whole chain on a batch.
+
+        Parameters
+        ----------
+        x : float32 array (rows, n_in)
+            Real activations (converted to C-contiguous float32 if needed).
+
+        Returns
+        -------
+        x_packed : uint64 (rows, ceil(n_in / 64)), the input's packed signs
+        K : float32 (rows, 1), its mean |x| (None if the first layer does not scale)
+        outputs : list of ``(z, y, y_packed, y_K)`` per layer, as
+            :meth:`PackedDense.dense_layer` returns them (``y`` None for a last layer
+            without batch norm; ``y_packed``, ``y_K`` None for the last layer and
+            ``y_K`` where the next layer does not scale by K)
+        """
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError('x must be (rows, %d), got shape %s' % (self.n_in, x.shape))
+        rows = x.shape[0]
+        lib = get_library()
+        structs, size, xp0, K0, layout = self._plan(lib, rows)
+        buf = np.empty(size, np.uint8)
+        if rows:
+            status = lib.function('xk_xnor_dense_chain')(
+                x.ctypes.data, rows, self.n_in, xp0, K0, len(self.layers), structs,
+                buf.ctypes.data, nthreads())
+            if status != 0:
+                raise MemoryError('xnor kernels: out of memory')
+
+        def view(offset, dtype, cols):
+            return None if offset < 0 else np.ndarray((rows, cols), dtype, buf, offset)
+
+        outputs = [(view(z, np.float32, n_out), view(y, np.float32, n_out),
+                    view(yp, np.uint64, words_for(n_out)), view(Ky, np.float32, 1))
+                   for n_out, z, y, yp, Ky in layout]
+        return (view(xp0, np.uint64, words_for(self.n_in)), view(K0, np.float32, 1),
+                outputs)
