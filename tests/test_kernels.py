@@ -458,6 +458,38 @@ def test_dense_chain_is_the_layer_by_layer_path_and_numpy(isa, threads, chain, M
             inp, inp_packed, inp_K = y_ref, yp, yk_ref
 
 
+def test_dense_chain_reuses_its_outputs_only_when_nobody_holds_them():
+    rng = np.random.default_rng(5)
+    layers = [dict(packed=K.PackedDense(signed_data(rng, (n, m))), scale_input=True,
+                   alpha=None, b=None, scale=np.ones(m, np.float32),
+                   offset=np.zeros(m, np.float32)) for n, m in ((70, 40), (40, 20))]
+    chain = K.DenseChain(layers)
+    x1, x2 = signed_data(rng, (1, 70)), signed_data(rng, (1, 70))
+    want1 = [o[0].copy() for o in chain.run(x1)[2]]
+    want2 = [o[0].copy() for o in chain.run(x2)[2]]
+    assert not np.array_equal(want1[1], want2[1])
+    # Arrays held (directly, or through a view of their buffer) are never rewritten.
+    held = chain.run(x1)[2]
+    flat = held[1][0].reshape(-1)            # a view whose base is the buffer
+    held_z = held[1][0]
+    del held
+    got2 = chain.run(x2)[2]
+    np.testing.assert_array_equal(flat, want1[1].reshape(-1))
+    np.testing.assert_array_equal(held_z, want1[1])
+    np.testing.assert_array_equal(got2[1][0], want2[1])
+    assert got2[1][0].base is not flat.base
+    del flat, held_z
+    # Once nothing is held, the next call writes into the same arrays again.
+    last = got2[1][0]
+    del got2
+    again = chain.run(x1)[2]
+    assert again[1][0] is not last or np.array_equal(last, want1[1])
+    np.testing.assert_array_equal(again[1][0], want1[1])
+    address = again[1][0].ctypes.data
+    del again, last
+    assert chain.run(x2)[2][1][0].ctypes.data == address
+
+
 def test_dense_chain_errors():
     rng = np.random.default_rng(3)
     a = dict(packed=K.PackedDense(signed_data(rng, (70, 40))), scale_input=True,

@@ -21,9 +21,12 @@ loaded, see :func:`binary_net.modelfile.load_packed`), and cached on the op; eac
 batch packs only its activations. The kernels use :func:`binary_net.kernels.
 set_num_threads` threads.
 
-Fusion: an XNOR dense op runs as one C call (:meth:`binary_net.kernels.PackedDense.
-dense_layer`) that also computes the batch norm right after it and, when the op after
-that is a binary-input XNOR dense op, that op's packed input and K; an XNOR
+Fusion: an XNOR dense op runs as one C call (:class:`binary_net.kernels.DenseChain`)
+that packs its input and computes its K, the batch norm right after it and, when the
+op after that is a binary-input XNOR dense op, that op and its batch norm, and so on
+along the chain (a batch of one image then pays one call from Python for all of
+them; a batch whose outputs would pass :data:`CHAIN_MAX_BYTES` runs one call per
+layer, :meth:`binary_net.kernels.PackedDense.dense_layer`); an XNOR
 convolution packs its input's channels with their mean |x| in one C pass (with the
 batch norm before it, when there is one) and runs
 the scaling, the max pooling and batch norm that follow it in one C pass per chunk
@@ -54,9 +57,10 @@ class XnorContext(FloatContext):
 
     def __init__(self, network):
         super().__init__(network)
-        #: op index -> what an earlier op computed for it in the same C call: for a
-        #: batch norm (its input, its output), for an XNOR dense op (its input, the
-        #: packed signs, K). Used only if the op is then given that very input.
+        #: op index -> what an earlier op computed for it in the same C call: (its
+        #: input, its output) for a batch norm, a pooling or an XNOR dense op of a
+        #: chain; (its input, the packed signs, K or mean |x|) for an XNOR op. Used
+        #: only if the op is then given that very input.
         self.prepared = {}
 
     def xnor_dense(self, op, x):
@@ -73,7 +77,7 @@ class XnorContext(FloatContext):
             return self._dense_layer(op, x, prepared[1], prepared[2])
         flat = x.reshape(len(x), -1)
         ops, chain = dense_chain(op, self)
-        if len(ops) > 1 and len(x) * chain_bytes_per_row(chain) > CHAIN_MAX_BYTES:
+        if len(ops) > 1 and len(x) * chain.bytes_per_row > CHAIN_MAX_BYTES:
             return self._dense_layer(op, x, *kernels.pack_signs_mean_abs(flat, op.scale_input))
         _, K, outputs = chain.run(flat)
         # ops: [dense, affine, dense, affine, ..., dense(, affine)]; outputs: per dense
@@ -82,7 +86,7 @@ class XnorContext(FloatContext):
         if op.scale_input:
             self.intermediate(op, 'K', K)
         inp = x
-        for i, (z, y, _, y_K) in enumerate(outputs):
+        for i, (z, y, _, _) in enumerate(outputs):
             dense, affine = ops[2 * i], ops[2 * i + 1] if 2 * i + 1 < len(ops) else None
             if i:
                 if dense.scale_input:
@@ -271,12 +275,6 @@ def dense_chain(op, ctx):
     if not _in_network(op, ctx):
         return [op], make_chain([op])
     return op.cached(('xnor', 'dense chain'), find)
-
-
-def chain_bytes_per_row(chain):
-    """Bytes of a :class:`~binary_net.kernels.DenseChain`'s outputs per row (about)."""
-    return sum(8 * layer['packed'].n_out + layer['packed'].n_out // 8 + 8
-               for layer in chain.layers)
 
 
 def _in_network(op, ctx):

@@ -6,6 +6,8 @@ the whole XNOR dense layer with the batch norm after it, in one C call
 (:class:`PackedDense`); several such layers and the packing of their input, in one
 C call (:class:`DenseChain`).
 """
+import sys
+
 import numpy as np
 
 from .library import BIAS_BEFORE, SCALE_INPUT, SCALE_WEIGHTS, ChainLayer, get_library, nthreads
@@ -42,7 +44,7 @@ class PackedDense:
     def _set(self, packed, n_in):
         self.packed = packed
         self.n_in = int(n_in)
-        self._panels = None    # (isa, panel array), built at first product
+        self._panels = {}      # isa -> panel array, built at first product
 
     @classmethod
     def from_packed(cls, packed, n_in):
@@ -74,10 +76,13 @@ class PackedDense:
         return 'PackedDense(n_in=%d, n_out=%d)' % (self.n_in, self.n_out)
 
     def panel_array(self, lib):
-        """The weights in the panel layout of ``lib``'s code path (built once per path)."""
-        if self._panels is None or self._panels[0] != lib.isa:
-            self._panels = (lib.isa, lib.panels(self.packed, nthreads()))
-        return self._panels[1]
+        """The weights in the panel layout of ``lib``'s code path (built once per path,
+        and kept: the addresses cached by :meth:`dense_layer` and :class:`DenseChain`
+        stay valid when the code path changes and changes back)."""
+        panels = self._panels.get(lib.isa)
+        if panels is None:
+            panels = self._panels[lib.isa] = lib.panels(self.packed, nthreads())
+        return panels
 
     def matmul_packed(self, x_packed):
         """Product with activations that are already packed.
@@ -251,6 +256,9 @@ class DenseChain:
     of one image that overhead (ctypes, allocations, argument checks) costs
     about as much as the product of a 784-4096 layer.
 
+    Outputs are views of one buffer per call; a call reuses the last call's buffer
+    and arrays when nothing refers to them any more (see :meth:`run`).
+
     Parameters
     ----------
     layers : sequence of dict
@@ -285,7 +293,12 @@ class DenseChain:
                 layer['vectors'][1] = np.zeros(n_out, np.float32)
         self.layers = layers
         self.n_in = layers[0]['packed'].n_in
+        #: Bytes of outputs per row of the batch (z, y, packed y, K of every layer).
+        self.bytes_per_row = 8 * words_for(self.n_in) + 4 + sum(
+            8 * layer['packed'].n_out + 8 * words_for(layer['packed'].n_out) + 4
+            for layer in layers)
         self._plans = {}   # (isa, rows) -> (ctypes layer array, byte size, views' layout)
+        self._spare = {}    # plan key -> the last output buffer (see _outputs)
 
     def __len__(self):
         return len(self.layers)
@@ -295,36 +308,62 @@ class DenseChain:
         plan = self._plans.get(key)
         if plan is not None:
             return plan
-        layout, size = [], 0
+        specs, size = [], 0
 
-        def take(nbytes):
+        def take(nbytes, dtype, cols):
+            # an array of the output buffer: (byte offset, dtype, columns), or -1
             nonlocal size
             start = size
             size += -(-nbytes // 64) * 64        # every array on its own cache lines
+            specs.append((start, dtype, cols))
             return start
 
         first = self.layers[0]
-        xp0 = take(8 * rows * words_for(self.n_in))
-        K0 = take(4 * rows) if first['scale_input'] else -1
+        w_in = words_for(self.n_in)
+        xp0 = take(8 * rows * w_in, np.uint64, w_in)
+        K0 = take(4 * rows, np.float32, 1) if first['scale_input'] else -1
         structs = (ChainLayer * len(self.layers))()
+        slots = [0, 1 if K0 >= 0 else None]      # where each result is in specs
         for l, layer in enumerate(self.layers):
-            packed, n_out = layer['packed'], layer['packed'].n_out
+            packed, n_out, w_out = layer['packed'], layer['packed'].n_out, words_for(
+                layer['packed'].n_out)
             nxt = self.layers[l + 1] if l + 1 < len(self.layers) else None
-            z = take(4 * rows * n_out)
-            y = take(4 * rows * n_out) if layer.get('scale') is not None else -1
-            yp = take(8 * rows * words_for(n_out)) if nxt is not None else -1
-            Ky = take(4 * rows) if nxt is not None and nxt['scale_input'] else -1
+            offsets = []
+            for want, nbytes, dtype, cols in (
+                    (True, 4 * rows * n_out, np.float32, n_out),
+                    (layer.get('scale') is not None, 4 * rows * n_out, np.float32, n_out),
+                    (nxt is not None, 8 * rows * w_out, np.uint64, w_out),
+                    (nxt is not None and nxt['scale_input'], 4 * rows, np.float32, 1)):
+                slots.append(len(specs) if want else None)
+                offsets.append(take(nbytes, dtype, cols) if want else -1)
             flags = ((BIAS_BEFORE if layer.get('bias_before_scaling') else 0)
                      | (SCALE_INPUT if layer['scale_input'] else 0)
                      | (SCALE_WEIGHTS if layer.get('alpha') is not None else 0))
             addr = [None if v is None else v.ctypes.data for v in layer['vectors']]
             structs[l] = ChainLayer(packed.panel_array(lib).ctypes.data, n_out, packed.n_in,
-                                    flags, *addr, z, y, yp, Ky)
-            layout.append((n_out, z, y, yp, Ky))
+                                    flags, *addr, *offsets)
         if len(self._plans) > 8:
             self._plans.clear()
-        plan = self._plans[key] = (structs, max(size, 64), xp0, K0, layout)
+            self._spare.clear()
+        plan = self._plans[key] = (lib.function('xk_xnor_dense_chain'), structs,
+                                   max(size, 64), xp0, K0, specs, slots)
         return plan
+
+    def _outputs(self, key, rows, size, specs):
+        """The output buffer, its address and its arrays (views) for a plan.
+
+        Those of the last call are reused when nothing outside refers to any of
+        them any more (their reference counts are back to what they were when they
+        were made): a new buffer every call costs page faults and about 1 us per
+        view, as much as the product of a small layer.
+        """
+        spare = self._spare.get(key)
+        if spare is not None and _refcounts(spare) == spare[3]:
+            return spare
+        spare = _new_outputs(rows, size, specs)
+        spare[3] = _refcounts(spare)   # (no local name refers to the buffer or a view)
+        self._spare[key] = spare
+        return spare
 
     def run(self, x):
         """The whole chain on a batch.
@@ -342,6 +381,11 @@ class DenseChain:
             :meth:`PackedDense.dense_layer` returns them (``y`` None for a last layer
             without batch norm; ``y_packed``, ``y_K`` None for the last layer and
             ``y_K`` where the next layer does not scale by K)
+
+        The arrays are views of one buffer. When every array of the last call with
+        as many rows is unreferenced (and no view of their buffer exists), this
+        call writes into them again rather than allocating: nothing anyone holds
+        is ever overwritten.
         """
         if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=np.float32)
@@ -349,20 +393,25 @@ class DenseChain:
             raise ValueError('x must be (rows, %d), got shape %s' % (self.n_in, x.shape))
         rows = x.shape[0]
         lib = get_library()
-        structs, size, xp0, K0, layout = self._plan(lib, rows)
-        buf = np.empty(size, np.uint8)
+        key = (lib.isa, rows)
+        fn, structs, size, xp0, K0, specs, slots = self._plan(lib, rows)
+        _, address, views, _ = self._outputs(key, rows, size, specs)
         if rows:
-            status = lib.function('xk_xnor_dense_chain')(
-                x.ctypes.data, rows, self.n_in, xp0, K0, len(self.layers), structs,
-                buf.ctypes.data, nthreads())
+            status = fn(x.ctypes.data, rows, self.n_in, xp0, K0, len(self.layers), structs,
+                        address, nthreads())
             if status != 0:
                 raise MemoryError('xnor kernels: out of memory')
+        got = [None if i is None else views[i] for i in slots]
+        return got[0], got[1], [tuple(got[i:i + 4]) for i in range(2, len(got), 4)]
 
-        def view(offset, dtype, cols):
-            return None if offset < 0 else np.ndarray((rows, cols), dtype, buf, offset)
 
-        outputs = [(view(z, np.float32, n_out), view(y, np.float32, n_out),
-                    view(yp, np.uint64, words_for(n_out)), view(Ky, np.float32, 1))
-                   for n_out, z, y, yp, Ky in layout]
-        return (view(xp0, np.uint64, words_for(self.n_in)), view(K0, np.float32, 1),
-                outputs)
+def _new_outputs(rows, size, specs):
+    """``[buffer, its address, its views, None]`` for DenseChain._outputs."""
+    buf = np.empty(size, np.uint8)
+    return [buf, buf.ctypes.data,
+            [np.ndarray((rows, cols), dtype, buf, offset) for offset, dtype, cols in specs], None]
+
+
+def _refcounts(spare):
+    """Reference counts of an output buffer and its views (see DenseChain._outputs)."""
+    return [sys.getrefcount(spare[0])] + [sys.getrefcount(v) for v in spare[2]]
