@@ -385,6 +385,131 @@ def test_dense_layer_is_float_modes_arithmetic(isa, threads, M, n, N, variant):
         layer.dense_layer(xp[:, :0])
 
 
+CHAINS = {
+    # (n_in, [(n_out, scale_input, alpha, bias_before, batch norm after)], ...)
+    'mnist': (784, [(300, True, True, False, True), (300, True, True, False, True),
+                    (300, True, True, False, False)]),
+    'odd': (100, [(130, True, True, True, True), (64, True, False, False, True),
+                  (9, False, True, False, True)]),
+    'one': (65, [(1, True, True, False, False)]),
+}
+
+
+@pytest.mark.parametrize('M', [1, 3, 70])
+@pytest.mark.parametrize('chain', sorted(CHAINS))
+def test_dense_chain_is_the_layer_by_layer_path_and_numpy(isa, threads, chain, M):
+    # One C call for the whole chain (xk_xnor_dense_chain) against the same layers
+    # one call each (PackedDense.dense_layer) and against numpy: bit for bit.
+    rng = np.random.default_rng(M + len(chain))
+    n_in, spec = CHAINS[chain]
+    x = signed_data(rng, (M, n_in))
+    layers, n = [], n_in
+    for n_out, scale_input, has_alpha, bias_before, bn in spec:
+        scale, offset = rng.uniform(0.5, 2, n_out), rng.standard_normal(n_out)
+        layers.append(dict(packed=K.PackedDense(signed_data(rng, (n, n_out))),
+                           scale_input=scale_input, bias_before_scaling=bias_before,
+                           alpha=rng.uniform(0.1, 1, n_out).astype(np.float32)
+                           if has_alpha else None,
+                           b=rng.standard_normal(n_out).astype(np.float32),
+                           scale=scale.astype(np.float32) if bn else None,
+                           offset=offset.astype(np.float32) if bn else None))
+        n = n_out
+    W = [K.unpack_bits(layer['packed'].packed, layer['packed'].n_in, axis=1).T
+         for layer in layers]
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        xp, Kx, outputs = K.DenseChain(layers).run(x)
+        np.testing.assert_array_equal(xp, ref_pack(x))
+        Kx_ref = np.mean(np.abs(x), axis=1, keepdims=True, dtype=np.float32)
+        if layers[0]['scale_input']:
+            assert np.array_equal(Kx.view(np.int32), Kx_ref.view(np.int32))
+        else:
+            assert Kx is None
+        inp, inp_packed, inp_K = x, xp, Kx_ref
+        for l, (layer, (z, y, yp, yk)) in enumerate(zip(layers, outputs)):
+            last = l + 1 == len(layers)
+            K_ = inp_K if layer['scale_input'] else None
+            z_ref, y_ref = dense_reference(inp, W[l], K_, layer['alpha'], layer['b'],
+                                           layer['bias_before_scaling'],
+                                           layer['scale'] if layer['scale'] is not None else 1,
+                                           layer['offset'] if layer['offset'] is not None else 0)
+            assert np.array_equal(z.view(np.int32), z_ref.view(np.int32)), (l, nt)
+            one = layer['packed'].dense_layer(
+                inp_packed, K_, layer['alpha'], layer['b'], layer['bias_before_scaling'],
+                layer['scale'], layer['offset'], next_packed=not last,
+                next_mean_abs=not last and layers[l + 1]['scale_input'])
+            assert np.array_equal(z.view(np.int32), one[0].view(np.int32))
+            if layer['scale'] is None:
+                assert y is None and one[1] is None
+            else:
+                assert np.array_equal(y.view(np.int32), y_ref.view(np.int32))
+                assert np.array_equal(y.view(np.int32), one[1].view(np.int32))
+            if last:
+                assert yp is None and yk is None
+                break
+            np.testing.assert_array_equal(yp, ref_pack(y_ref))
+            np.testing.assert_array_equal(yp, one[2])
+            yk_ref = np.mean(np.abs(y_ref), axis=1, keepdims=True, dtype=np.float32)
+            if layers[l + 1]['scale_input']:
+                assert np.array_equal(yk.view(np.int32), yk_ref.view(np.int32))
+                assert np.array_equal(yk, one[3])
+            else:
+                assert yk is None
+            inp, inp_packed, inp_K = y_ref, yp, yk_ref
+
+
+def test_dense_chain_reuses_its_outputs_only_when_nobody_holds_them():
+    rng = np.random.default_rng(5)
+    layers = [dict(packed=K.PackedDense(signed_data(rng, (n, m))), scale_input=True,
+                   alpha=None, b=None, scale=np.ones(m, np.float32),
+                   offset=np.zeros(m, np.float32)) for n, m in ((70, 40), (40, 20))]
+    chain = K.DenseChain(layers)
+    x1, x2 = signed_data(rng, (1, 70)), signed_data(rng, (1, 70))
+    want1 = [o[0].copy() for o in chain.run(x1)[2]]
+    want2 = [o[0].copy() for o in chain.run(x2)[2]]
+    assert not np.array_equal(want1[1], want2[1])
+    # Arrays held (directly, or through a view of their buffer) are never rewritten.
+    held = chain.run(x1)[2]
+    flat = held[1][0].reshape(-1)            # a view whose base is the buffer
+    held_z = held[1][0]
+    del held
+    got2 = chain.run(x2)[2]
+    np.testing.assert_array_equal(flat, want1[1].reshape(-1))
+    np.testing.assert_array_equal(held_z, want1[1])
+    np.testing.assert_array_equal(got2[1][0], want2[1])
+    assert got2[1][0].base is not flat.base
+    del flat, held_z
+    # Once nothing is held, the next call writes into the same arrays again.
+    last = got2[1][0]
+    del got2
+    again = chain.run(x1)[2]
+    assert again[1][0] is not last or np.array_equal(last, want1[1])
+    np.testing.assert_array_equal(again[1][0], want1[1])
+    address = again[1][0].ctypes.data
+    del again, last
+    assert chain.run(x2)[2][1][0].ctypes.data == address
+
+
+def test_dense_chain_errors():
+    rng = np.random.default_rng(3)
+    a = dict(packed=K.PackedDense(signed_data(rng, (70, 40))), scale_input=True,
+             alpha=None, b=None, scale=np.ones(40, np.float32), offset=np.zeros(40, np.float32))
+    b = dict(a, packed=K.PackedDense(signed_data(rng, (41, 5))))
+    with pytest.raises(ValueError, match='40 outputs but layer 1 has n_in=41'):
+        K.DenseChain([a, b])
+    with pytest.raises(ValueError, match='needs its batch norm'):
+        K.DenseChain([dict(a, scale=None, offset=None), dict(b, packed=K.PackedDense(
+            signed_data(rng, (40, 5))))])
+    with pytest.raises(ValueError, match='scale and offset go together'):
+        K.DenseChain([dict(a, offset=None)])
+    with pytest.raises(ValueError, match='at least one layer'):
+        K.DenseChain([])
+    with pytest.raises(ValueError, match=r'x must be \(rows, 70\)'):
+        K.DenseChain([a]).run(np.zeros((2, 69), np.float32))
+    xp, Kx, [(z, y, yp, yk)] = K.DenseChain([a]).run(np.zeros((0, 70), np.float32))
+    assert z.shape == y.shape == (0, 40) and yp is None and yk is None
+
+
 @pytest.mark.parametrize('pool', [None, (2, 2), (3, 2), (1, 3)])
 def test_conv_epilogue_is_float_modes_arithmetic(isa, pool):
     rng = np.random.default_rng(7)

@@ -118,6 +118,40 @@ def test_xnor_intermediate_outputs_equal_float_layer_by_layer():
         np.testing.assert_array_equal(a, b, err_msg='op %d (%s)' % (i, case.net[i].kind))
 
 
+@pytest.mark.parametrize('isa', kernels.ISAS)
+def test_xnor_one_image_per_call_equals_float_on_every_code_path(isa):
+    # Batch 1 runs the XNOR dense layers and batch norms of a network as one chain
+    # (kernels.DenseChain, one C call); every op's output is still float mode's.
+    previous = kernels.use_isa(isa)
+    try:
+        for key in ('mnist', 'odd'):
+            case = get_case(key)
+            for i in range(3):
+                x = case.X[i:i + 1]
+                for a, b in zip(case.net.trace(x), case.net.trace(x, mode='xnor')):
+                    assert np.array_equal(a.view(np.int32), b.view(np.int32)), (key, isa, i)
+            np.testing.assert_array_equal(
+                case.net.predict_scores(case.X[:9], mode='xnor', batch_size=1),
+                case.float_scores[:9])
+    finally:
+        kernels.use_isa(previous)
+
+
+def test_large_batches_run_dense_layers_one_call_each(monkeypatch):
+    # Past CHAIN_MAX_BYTES the chain runs layer by layer (its outputs freed early):
+    # the same scores, bit for bit.
+    case = get_case('mnist')
+    chained = case.net.predict_scores(case.X, mode='xnor')
+    calls = []
+    monkeypatch.setattr(xnor, 'CHAIN_MAX_BYTES', 0)
+    monkeypatch.setattr(kernels.PackedDense, 'dense_layer',
+                        lambda self, *a, _f=kernels.PackedDense.dense_layer, **k:
+                        calls.append(1) or _f(self, *a, **k))
+    np.testing.assert_array_equal(case.net.predict_scores(case.X, mode='xnor'), chained)
+    np.testing.assert_array_equal(chained, case.float_scores)
+    assert len(calls) == 3
+
+
 def test_xnor_mode_is_registered_and_takes_no_options():
     case = get_case('mnist')
     assert infer.MODES['xnor'] is xnor.XnorContext

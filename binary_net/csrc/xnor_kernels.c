@@ -97,7 +97,7 @@ XK_EXPORT int xk_dense_##SUFFIX(const T *x, int64_t M, int64_t K, const uint64_t
             int64_t i0 = b * rb, rows = M - i0 < rb ? M - i0 : rb;                       \
             for (int64_t i = 0; i < rows; i++)                                           \
                 pack_row_##SUFFIX(x + (i0 + i) * K, K, buf + i * W);                     \
-            xk_prefetch pf = {NULL, NULL, 0};                                            \
+            xk_prefetch pf = {NULL, NULL, 0, 0};                                         \
             if (b + 1 < b1) {                                                            \
                 int64_t nrows = M - (i0 + rb) < rb ? M - (i0 + rb) : rb;                 \
                 int64_t lines = (nrows * row_bytes + 63) / 64;                           \
@@ -334,7 +334,7 @@ XK_EXPORT void xk_pack_mean_abs_f32(const float *x, int64_t M, int64_t n, uint64
  * that a batch of one row is split over the threads too; Ky needs whole rows
  * and is computed after them. Returns 0, or -1 when out of memory.
  */
-XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
+static int xnor_dense_layer(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
                             int64_t N, int64_t n, int flags, const float *K,
                             const float *alpha, const float *b, float *z,
                             const float *scale, const float *offset, float *y,
@@ -399,6 +399,65 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
         }
     }
     return failed ? -1 : 0;
+}
+
+XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
+                            int64_t N, int64_t n, int flags, const float *K,
+                            const float *alpha, const float *b, float *z,
+                            const float *scale, const float *offset, float *y,
+                            uint64_t *yp, float *Ky, int nthreads)
+{
+    return xnor_dense_layer(xp, M, W, P, N, n, flags, K, alpha, b, z, scale, offset, y, yp,
+                            Ky, nthreads);
+}
+
+/*
+ * A chain of XNOR dense layers, each followed by its batch norm, in one call: what
+ * float mode computes for "XNOR dense, batch norm, XNOR dense, batch norm, ..., XNOR
+ * dense [, batch norm]", so that a batch (one image, say) pays one call from Python
+ * instead of one per layer and per packing.
+ *
+ *   x (M x n0 floats, contiguous) -> packed signs and K = mean |x| per row (as
+ *   xk_pack_mean_abs_f32; at byte offsets xp0 and K0 of out, K0 < 0: not computed),
+ *   then layer l = 0 .. nlayers-1 as xk_xnor_dense, its input layer l-1's packed y
+ *   and Ky (layer 0: the packing of x), its results at the byte offsets of L[l] in
+ *   out (y, yp, Ky < 0: not computed).
+ *
+ * Each layer's arithmetic is xk_xnor_dense's, so the results are those of calling it
+ * layer by layer (tests/test_kernels.py holds the chain to that and to numpy).
+ * Returns 0, -1 when out of memory, -2 when a layer lacks its input (yp of the layer
+ * before, or Ky where the layer scales by K).
+ */
+typedef struct {
+    const uint64_t *P;          /* the weights' panels (xk_pack_panels) */
+    int64_t N, n, flags;        /* units, input bits, XK_SCALE_INPUT | ... */
+    const float *alpha, *b, *scale, *offset;   /* alpha, scale, offset may be NULL */
+    int64_t z, y, yp, Ky;       /* byte offsets into out; y, yp, Ky: -1 for none */
+} xk_chain_layer;
+
+XK_EXPORT int xk_xnor_dense_chain(const float *x, int64_t M, int64_t n0, int64_t xp0,
+                                  int64_t K0, int64_t nlayers, const xk_chain_layer *L,
+                                  char *out, int nthreads)
+{
+    if (M <= 0 || nlayers <= 0) return 0;
+    xk_pack_mean_abs_f32(x, M, n0, (uint64_t *)(out + xp0), K0 >= 0 ? (float *)(out + K0) : NULL,
+                         nthreads);
+    const uint64_t *xp = (const uint64_t *)(out + xp0);
+    const float *K = K0 >= 0 ? (const float *)(out + K0) : NULL;
+    for (int64_t l = 0; l < nlayers; l++) {
+        const xk_chain_layer *c = &L[l];
+        if (!xp || ((c->flags & XK_SCALE_INPUT) && !K)) return -2;
+        int status = xnor_dense_layer(
+            xp, M, (c->n + 63) >> 6, c->P, c->N, c->n, (int)c->flags, K, c->alpha, c->b,
+            (float *)(out + c->z), c->scale, c->offset,
+            c->y >= 0 ? (float *)(out + c->y) : NULL,
+            c->yp >= 0 ? (uint64_t *)(out + c->yp) : NULL,
+            c->Ky >= 0 ? (float *)(out + c->Ky) : NULL, nthreads);
+        if (status != 0) return status;
+        xp = c->yp >= 0 ? (const uint64_t *)(out + c->yp) : NULL;
+        K = c->Ky >= 0 ? (const float *)(out + c->Ky) : NULL;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

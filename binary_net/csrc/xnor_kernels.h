@@ -69,6 +69,7 @@
 typedef struct {
     const char *p, *end;
     int64_t per_step;
+    int l1;             /* prefetch into L1 (panels of a few KiB), else into L2 */
 } xk_prefetch;
 
 #ifdef XK_NO_PREFETCH
@@ -78,7 +79,8 @@ typedef struct {
     do {                                                                           \
         if (pf)                                                                    \
             for (int64_t k_ = 0; k_ < (pf)->per_step && (pf)->p < (pf)->end; k_++) { \
-                __builtin_prefetch((pf)->p, 0, 2);                                 \
+                if ((pf)->l1) __builtin_prefetch((pf)->p, 0, 3);                   \
+                else __builtin_prefetch((pf)->p, 0, 2);                            \
                 (pf)->p += 64;                                                     \
             }                                                                      \
     } while (0)
@@ -640,12 +642,17 @@ static void block_product(const uint64_t *A, int64_t lda, int64_t rows, const ui
     int64_t np = (N + XK_NR - 1) / XK_NR, pbytes = W * XK_NR * 8;
     for (int64_t p = j0 / XK_NR; p < np && p * XK_NR < j0 + XK_CB; p++) {
         int64_t jp = p * XK_NR, ncols = N - jp < XK_NR ? N - jp : XK_NR;
-        xk_prefetch pf = {NULL, NULL, 0};
+        xk_prefetch pf = {NULL, NULL, 0, 0};
         if (rows <= XK_STREAM_ROWS && p + 2 < np) {
             int64_t steps = tile_steps(rows, W), lines = (pbytes + 63) / 64;
             pf.p = (const char *)(P + (p + 2) * W * XK_NR);
             pf.end = pf.p + pbytes;
             pf.per_step = steps > 0 ? (lines + steps - 1) / steps : lines;
+            /* Panels of up to 8 KiB (the AVX2 path's 8 columns) go straight into L1,
+             * two panels ahead: at a batch of one image (MNIST 3 x 4096, weights in
+             * L3 or in memory) that was as fast or up to 10% faster than into L2 in
+             * interleaved runs on a busy machine. */
+            pf.l1 = pbytes <= 8192;
         }
         tile(A, lda, rows, P + p * W * XK_NR, W, n, C + (jp - j0), ldc, ncols, NULL,
              pf.p ? &pf : NULL);

@@ -21,9 +21,12 @@ loaded, see :func:`binary_net.modelfile.load_packed`), and cached on the op; eac
 batch packs only its activations. The kernels use :func:`binary_net.kernels.
 set_num_threads` threads.
 
-Fusion: an XNOR dense op runs as one C call (:meth:`binary_net.kernels.PackedDense.
-dense_layer`) that also computes the batch norm right after it and, when the op after
-that is a binary-input XNOR dense op, that op's packed input and K; an XNOR
+Fusion: an XNOR dense op runs as one C call (:class:`binary_net.kernels.DenseChain`)
+that packs its input and computes its K, the batch norm right after it and, when the
+op after that is a binary-input XNOR dense op, that op and its batch norm, and so on
+along the chain (a batch of one image then pays one call from Python for all of
+them; a batch whose outputs would pass :data:`CHAIN_MAX_BYTES` runs one call per
+layer, :meth:`binary_net.kernels.PackedDense.dense_layer`); an XNOR
 convolution packs its input's channels with their mean |x| in one C pass (with the
 batch norm before it, when there is one) and runs
 the scaling, the max pooling and batch norm that follow it in one C pass per chunk
@@ -40,7 +43,7 @@ from .context import FloatContext
 from .numerics import conv2d
 from .ops import Affine, MaxPool, XnorConv, XnorDense
 
-__all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'PACKED_KEY']
+__all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'dense_chain', 'PACKED_KEY']
 
 #: Key of the packed kernel object in an op's cache (see :meth:`Op.cached`).
 PACKED_KEY = ('xnor', 'packed')
@@ -54,22 +57,49 @@ class XnorContext(FloatContext):
 
     def __init__(self, network):
         super().__init__(network)
-        #: op index -> what an earlier op computed for it in the same C call: for a
-        #: batch norm (its input, its output), for an XNOR dense op (its input, the
-        #: packed signs, K). Used only if the op is then given that very input.
+        #: op index -> what an earlier op computed for it in the same C call: (its
+        #: input, its output) for a batch norm, a pooling or an XNOR dense op of a
+        #: chain; (its input, the packed signs, K or mean |x|) for an XNOR op. Used
+        #: only if the op is then given that very input.
         self.prepared = {}
 
     def xnor_dense(self, op, x):
-        """``(sign(x) @ W_sign) * K * alpha + b`` in one C call (kernels.PackedDense.
-        dense_layer), with the batch norm after it and the next XNOR layer's packing and
-        K when the network has them (see XnorContext); float mode's arithmetic, bit for bit."""
+        """``(sign(x) @ W_sign) * K * alpha + b``, with the batch norm after it and the
+        XNOR dense layers and batch norms after that (a :class:`binary_net.kernels.
+        DenseChain`, see :func:`dense_chain`), in one C call; float mode's arithmetic,
+        bit for bit. A small batch pays one call for the whole chain."""
         if not op.binary_input:
             return op.forward(x, self)
         prepared = self.prepared.pop(op.index, None)
         if prepared is not None and prepared[0] is x:
-            x_packed, K = prepared[1], prepared[2]
-        else:
-            x_packed, K = kernels.pack_signs_mean_abs(x.reshape(len(x), -1), op.scale_input)
+            if len(prepared) == 2:           # computed by the chain of an earlier op
+                return prepared[1]
+            return self._dense_layer(op, x, prepared[1], prepared[2])
+        flat = x.reshape(len(x), -1)
+        ops, chain = dense_chain(op, self)
+        if len(ops) > 1 and len(x) * chain.bytes_per_row > CHAIN_MAX_BYTES:
+            return self._dense_layer(op, x, *kernels.pack_signs_mean_abs(flat, op.scale_input))
+        _, K, outputs = chain.run(flat)
+        # ops: [dense, affine, dense, affine, ..., dense(, affine)]; outputs: per dense
+        # (z, y, y_packed, y_K). Each later op finds its output, for the very input it
+        # gets (its own output stays its own: FoldedNetwork.trace).
+        if op.scale_input:
+            self.intermediate(op, 'K', K)
+        inp = x
+        for i, (z, y, _, _) in enumerate(outputs):
+            dense, affine = ops[2 * i], ops[2 * i + 1] if 2 * i + 1 < len(ops) else None
+            if i:
+                if dense.scale_input:
+                    self.intermediate(dense, 'K', outputs[i - 1][3])
+                self.prepared[dense.index] = (inp, z)
+            if affine is not None:
+                self.prepared[affine.index] = (z, y)
+            inp = y
+        return outputs[0][0]
+
+    def _dense_layer(self, op, x, x_packed, K):
+        """One XNOR dense op from its packed input (PackedDense.dense_layer), with the
+        batch norm after it and the next XNOR dense op's packed input and K."""
         if op.scale_input:
             K = self.intermediate(op, 'K', K)
         affine, nxt = _fusion(op, self)
@@ -202,6 +232,49 @@ def _fusion(op, ctx):
     if not _in_network(op, ctx):
         return None, None
     return op.cached(('xnor', 'fusion'), find)
+
+
+#: Largest output buffer of a chain of XNOR dense layers run in one call (bytes): a
+#: larger batch runs layer by layer, so that each layer's outputs can be freed early.
+CHAIN_MAX_BYTES = 64 << 20
+
+
+def dense_chain(op, ctx):
+    """``(ops, chain)``: the ops a binary-input XNOR dense op computes in one C call
+    (``[op, batch norm, XNOR dense, batch norm, ..., XNOR dense(, batch norm)]``, every
+    XNOR dense op with a binary input, every batch norm of its size) and their
+    :class:`binary_net.kernels.DenseChain`. Found once per op; an op outside
+    ``ctx``'s network gets a chain of itself alone."""
+    def find():
+        ops, run = ctx.network.ops, [op]
+        while True:
+            last = run[-1]
+            after = ops[last.index + 1] if last.index + 1 < len(ops) else None
+            if not (isinstance(after, Affine)
+                    and after.params['scale'].size == last.W_sign.shape[1]):
+                break
+            run.append(after)
+            nxt = ops[after.index + 1] if after.index + 1 < len(ops) else None
+            if not (isinstance(nxt, XnorDense) and nxt.binary_input):
+                break
+            run.append(nxt)
+        return run, make_chain(run)
+
+    def make_chain(run):
+        layers = []
+        for i in range(0, len(run), 2):
+            dense, affine = run[i], run[i + 1] if i + 1 < len(run) else None
+            layers.append(dict(
+                packed=packed_weights(dense), scale_input=dense.scale_input,
+                alpha=ctx.param(dense, 'alpha') if dense.scale_weights else None,
+                b=ctx.param(dense, 'b'), bias_before_scaling=dense.bias_before_scaling,
+                scale=None if affine is None else ctx.param(affine, 'scale'),
+                offset=None if affine is None else ctx.param(affine, 'offset')))
+        return kernels.DenseChain(layers)
+
+    if not _in_network(op, ctx):
+        return [op], make_chain([op])
+    return op.cached(('xnor', 'dense chain'), find)
 
 
 def _in_network(op, ctx):

@@ -29,8 +29,8 @@ may be set to ``avx2`` or ``portable`` to build a narrower path than the CPU all
 The products return exact int32 results. Beside them, whole-layer functions
 apply XNOR-Net's scaling (K, alpha), the bias and a following batch norm or max
 pooling in float32 exactly as numpy does (same operations, same order; compiled
-with ``-ffp-contract=off``): :meth:`PackedDense.dense_layer`,
-:func:`pack_signs_mean_abs`, :func:`pack_channels_mean_abs`, :func:`conv_epilogue`.
+with ``-ffp-contract=off``): :meth:`PackedDense.dense_layer`, :class:`DenseChain`
+(several dense layers in one call), :func:`pack_signs_mean_abs`, :func:`pack_channels_mean_abs`, :func:`conv_epilogue`.
 :func:`use_isa` selects a code path from Python (the tests run all of them on one
 machine); :func:`xnor_matmul_reference` is the plain reference kernel the fast
 ones are tested against, and :func:`pack_bits` / :func:`unpack_bits` the numpy
@@ -48,7 +48,7 @@ weights packed once). This package imports only numpy and the standard library.
 
 from .build import KernelBuildError
 from .conv import PackedConv2D
-from .dense import PackedDense
+from .dense import DenseChain, PackedDense
 from .isa import ISAS, use_isa
 from .library import get_num_threads, kernel_info, prefer_sleeping_openmp_threads, set_num_threads
 from .ops import (batch_norm_pack_channels, conv_epilogue, pack_channels_mean_abs, pack_signs,
@@ -57,6 +57,6 @@ from .reference import pack_bits, unpack_bits
 
 __all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channels_mean_abs',
            'batch_norm_pack_channels', 'pack_bits', 'unpack_bits',
-           'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense',
+           'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense', 'DenseChain',
            'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
            'ISAS', 'prefer_sleeping_openmp_threads']

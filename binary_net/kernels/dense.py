@@ -2,16 +2,20 @@
 
 Part of :mod:`binary_net.kernels`, used by xnor mode (:mod:`binary_net.xnor`) and
 the integer path (:mod:`binary_net.integer`): the product ``sign(x) @ sign(W)``, and
-the whole XNOR dense layer with the batch norm after it, in one C call.
+the whole XNOR dense layer with the batch norm after it, in one C call
+(:class:`PackedDense`); several such layers and the packing of their input, in one
+C call (:class:`DenseChain`).
 """
+import sys
+
 import numpy as np
 
-from .library import BIAS_BEFORE, SCALE_INPUT, SCALE_WEIGHTS, get_library, nthreads
+from .library import BIAS_BEFORE, SCALE_INPUT, SCALE_WEIGHTS, ChainLayer, get_library, nthreads
 from .operands import as_packed, clear_unused_bits, f32_vector
 from .ops import pack_signs
 from .reference import words_for
 
-__all__ = ['PackedDense']
+__all__ = ['PackedDense', 'DenseChain']
 
 
 class PackedDense:
@@ -40,7 +44,7 @@ class PackedDense:
     def _set(self, packed, n_in):
         self.packed = packed
         self.n_in = int(n_in)
-        self._panels = None    # (isa, panel array), built at first product
+        self._panels = {}      # isa -> panel array, built at first product
 
     @classmethod
     def from_packed(cls, packed, n_in):
@@ -71,10 +75,14 @@ class PackedDense:
     def __repr__(self):
         return 'PackedDense(n_in=%d, n_out=%d)' % (self.n_in, self.n_out)
 
-    def _get_panels(self, lib):
-        if self._panels is None or self._panels[0] != lib.isa:
-            self._panels = (lib.isa, lib.panels(self.packed, nthreads()))
-        return self._panels[1]
+    def panel_array(self, lib):
+        """The weights in the panel layout of ``lib``'s code path (built once per path,
+        and kept: the addresses cached by :meth:`dense_layer` and :class:`DenseChain`
+        stay valid when the code path changes and changes back)."""
+        panels = self._panels.get(lib.isa)
+        if panels is None:
+            panels = self._panels[lib.isa] = lib.panels(self.packed, nthreads())
+        return panels
 
     def matmul_packed(self, x_packed):
         """Product with activations that are already packed.
@@ -94,7 +102,7 @@ class PackedDense:
                              % (xp.shape[1], self.packed.shape[1]))
         xp = clear_unused_bits(xp, self.n_in)
         lib = get_library()
-        return lib.gemm(xp, self._get_panels(lib), self.n_out, self.n_in, nthreads())
+        return lib.gemm(xp, self.panel_array(lib), self.n_out, self.n_in, nthreads())
 
     def matmul_signs(self, x):
         """Exact ``sign(x) @ sign(W)``.
@@ -130,7 +138,7 @@ class PackedDense:
             return self.matmul_packed(pack_signs(x, axis=1))
         # Packing and product in one pass, the packing overlapped with the product.
         x = np.ascontiguousarray(x)
-        panels = self._get_panels(lib)
+        panels = self.panel_array(lib)
         out = np.empty((x.shape[0], self.n_out), dtype=np.int32)
         fn = lib.lib.xk_dense_f32 if x.dtype == np.float32 else lib.lib.xk_dense_f64
         if fn(x.ctypes.data, x.shape[0], self.n_in, panels.ctypes.data, self.n_out,
@@ -203,7 +211,7 @@ class PackedDense:
                         (scale, 'scale'), (offset, 'offset'))]
             if (scale is None) != (offset is None):
                 raise ValueError('scale and offset go together')
-            panels = self._get_panels(lib)
+            panels = self.panel_array(lib)
             const = ((alpha, b, scale, offset), vectors, panels.ctypes.data,
                      [None if v is None else v.ctypes.data for v in vectors])
             self.__dict__.setdefault('_const', {})
@@ -234,3 +242,176 @@ class PackedDense:
         if status != 0:
             raise MemoryError('xnor kernels: out of memory')
         return z, y, yp, yk
+
+
+class DenseChain:
+    """XNOR dense layers, each but the last followed by a batch norm, in one C call.
+
+    What float mode computes for "XNOR dense, batch norm, XNOR dense, batch norm,
+    ..., XNOR dense [, batch norm]" (the MNIST MLPs, the dense end of the CIFAR-10
+    and SVHN networks), bit for bit: the input's packed signs and K, then each
+    layer exactly as :meth:`PackedDense.dense_layer` (its product, ``(p * K) *
+    alpha + b``, the batch norm, and the next layer's packed input and K). One
+    call from Python per batch instead of one per layer and packing: at a batch
+    of one image that overhead (ctypes, allocations, argument checks) costs
+    about as much as the product of a 784-4096 layer.
+
+    Outputs are views of one buffer per call; a call reuses the last call's buffer
+    and arrays when nothing refers to them any more (see :meth:`run`).
+
+    Parameters
+    ----------
+    layers : sequence of dict
+        One per layer, in order: ``packed`` (:class:`PackedDense`), ``scale_input``
+        (bool: multiply by the input's K), ``alpha`` (float32 (n_out,) or None),
+        ``b`` (float32 (n_out,) or None), ``bias_before_scaling`` (bool), ``scale``
+        and ``offset`` (the batch norm after it, float32 (n_out,); None only for
+        the last layer). Layer l's ``n_in`` must be layer l-1's ``n_out``.
+    """
+
+    def __init__(self, layers):
+        layers = [dict(layer) for layer in layers]
+        if not layers:
+            raise ValueError('a chain needs at least one layer')
+        for l, layer in enumerate(layers):
+            packed = layer['packed']
+            if not isinstance(packed, PackedDense):
+                raise TypeError('layer %d: packed must be a PackedDense' % l)
+            if (layer.get('scale') is None) != (layer.get('offset') is None):
+                raise ValueError('layer %d: scale and offset go together' % l)
+            if l + 1 < len(layers):
+                if layer.get('scale') is None:
+                    raise ValueError('layer %d: every layer but the last needs its batch norm'
+                                     % l)
+                if layers[l + 1]['packed'].n_in != packed.n_out:
+                    raise ValueError('layer %d has %d outputs but layer %d has n_in=%d'
+                                     % (l, packed.n_out, l + 1, layers[l + 1]['packed'].n_in))
+            n_out = packed.n_out
+            layer['vectors'] = [None if layer.get(k) is None else f32_vector(layer[k], n_out, k)
+                                for k in ('alpha', 'b', 'scale', 'offset')]
+            if layer['vectors'][1] is None:
+                layer['vectors'][1] = np.zeros(n_out, np.float32)
+        self.layers = layers
+        self.n_in = layers[0]['packed'].n_in
+        #: Bytes of outputs per row of the batch (z, y, packed y, K of every layer).
+        self.bytes_per_row = 8 * words_for(self.n_in) + 4 + sum(
+            8 * layer['packed'].n_out + 8 * words_for(layer['packed'].n_out) + 4
+            for layer in layers)
+        self._plans = {}   # (isa, rows) -> (ctypes layer array, byte size, views' layout)
+        self._spare = {}    # plan key -> the last output buffer (see _outputs)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def _plan(self, lib, rows):
+        key = (lib.isa, rows)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        specs, size = [], 0
+
+        def take(nbytes, dtype, cols):
+            # an array of the output buffer: (byte offset, dtype, columns), or -1
+            nonlocal size
+            start = size
+            size += -(-nbytes // 64) * 64        # every array on its own cache lines
+            specs.append((start, dtype, cols))
+            return start
+
+        first = self.layers[0]
+        w_in = words_for(self.n_in)
+        xp0 = take(8 * rows * w_in, np.uint64, w_in)
+        K0 = take(4 * rows, np.float32, 1) if first['scale_input'] else -1
+        structs = (ChainLayer * len(self.layers))()
+        slots = [0, 1 if K0 >= 0 else None]      # where each result is in specs
+        for l, layer in enumerate(self.layers):
+            packed, n_out, w_out = layer['packed'], layer['packed'].n_out, words_for(
+                layer['packed'].n_out)
+            nxt = self.layers[l + 1] if l + 1 < len(self.layers) else None
+            offsets = []
+            for want, nbytes, dtype, cols in (
+                    (True, 4 * rows * n_out, np.float32, n_out),
+                    (layer.get('scale') is not None, 4 * rows * n_out, np.float32, n_out),
+                    (nxt is not None, 8 * rows * w_out, np.uint64, w_out),
+                    (nxt is not None and nxt['scale_input'], 4 * rows, np.float32, 1)):
+                slots.append(len(specs) if want else None)
+                offsets.append(take(nbytes, dtype, cols) if want else -1)
+            flags = ((BIAS_BEFORE if layer.get('bias_before_scaling') else 0)
+                     | (SCALE_INPUT if layer['scale_input'] else 0)
+                     | (SCALE_WEIGHTS if layer.get('alpha') is not None else 0))
+            addr = [None if v is None else v.ctypes.data for v in layer['vectors']]
+            structs[l] = ChainLayer(packed.panel_array(lib).ctypes.data, n_out, packed.n_in,
+                                    flags, *addr, *offsets)
+        if len(self._plans) > 8:
+            self._plans.clear()
+            self._spare.clear()
+        plan = self._plans[key] = (lib.function('xk_xnor_dense_chain'), structs,
+                                   max(size, 64), xp0, K0, specs, slots)
+        return plan
+
+    def _outputs(self, key, rows, size, specs):
+        """The output buffer, its address and its arrays (views) for a plan.
+
+        Those of the last call are reused when nothing outside refers to any of
+        them any more (their reference counts are back to what they were when they
+        were made): a new buffer every call costs page faults and about 1 us per
+        view, as much as the product of a small layer.
+        """
+        spare = self._spare.get(key)
+        if spare is not None and _refcounts(spare) == spare[3]:
+            return spare
+        spare = _new_outputs(rows, size, specs)
+        spare[3] = _refcounts(spare)   # (no local name refers to the buffer or a view)
+        self._spare[key] = spare
+        return spare
+
+    def run(self, x):
+        """The whole chain on a batch.
+
+        Parameters
+        ----------
+        x : float32 array (rows, n_in)
+            Real activations (converted to C-contiguous float32 if needed).
+
+        Returns
+        -------
+        x_packed : uint64 (rows, ceil(n_in / 64)), the input's packed signs
+        K : float32 (rows, 1), its mean |x| (None if the first layer does not scale)
+        outputs : list of ``(z, y, y_packed, y_K)`` per layer, as
+            :meth:`PackedDense.dense_layer` returns them (``y`` None for a last layer
+            without batch norm; ``y_packed``, ``y_K`` None for the last layer and
+            ``y_K`` where the next layer does not scale by K)
+
+        The arrays are views of one buffer. When every array of the last call with
+        as many rows is unreferenced (and no view of their buffer exists), this
+        call writes into them again rather than allocating: nothing anyone holds
+        is ever overwritten.
+        """
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError('x must be (rows, %d), got shape %s' % (self.n_in, x.shape))
+        rows = x.shape[0]
+        lib = get_library()
+        key = (lib.isa, rows)
+        fn, structs, size, xp0, K0, specs, slots = self._plan(lib, rows)
+        _, address, views, _ = self._outputs(key, rows, size, specs)
+        if rows:
+            status = fn(x.ctypes.data, rows, self.n_in, xp0, K0, len(self.layers), structs,
+                        address, nthreads())
+            if status != 0:
+                raise MemoryError('xnor kernels: out of memory')
+        got = [None if i is None else views[i] for i in slots]
+        return got[0], got[1], [tuple(got[i:i + 4]) for i in range(2, len(got), 4)]
+
+
+def _new_outputs(rows, size, specs):
+    """``[buffer, its address, its views, None]`` for DenseChain._outputs."""
+    buf = np.empty(size, np.uint8)
+    return [buf, buf.ctypes.data,
+            [np.ndarray((rows, cols), dtype, buf, offset) for offset, dtype, cols in specs], None]
+
+
+def _refcounts(spare):
+    """Reference counts of an output buffer and its views (see DenseChain._outputs)."""
+    return [sys.getrefcount(spare[0])] + [sys.getrefcount(v) for v in spare[2]]

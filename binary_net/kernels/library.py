@@ -18,7 +18,7 @@ from .isa import selected_isa
 
 __all__ = ['Library', 'SIGNATURES', 'get_library', 'kernel_info', 'set_num_threads',
            'get_num_threads', 'nthreads', 'prefer_sleeping_openmp_threads',
-           'SCALE_INPUT', 'SCALE_WEIGHTS', 'BIAS_BEFORE']
+           'SCALE_INPUT', 'SCALE_WEIGHTS', 'BIAS_BEFORE', 'ChainLayer']
 
 #: Flags of ``xk_xnor_dense`` and ``xk_conv_epilogue`` (as in ``csrc/xnor_kernels.c``).
 SCALE_INPUT, SCALE_WEIGHTS, BIAS_BEFORE = 1, 2, 4
@@ -133,11 +133,24 @@ class Library:
         return out
 
 
+class ChainLayer(ctypes.Structure):
+    """One layer of ``xk_xnor_dense_chain`` (``xk_chain_layer`` in ``csrc/xnor_kernels.c``):
+    the panels' address, units, input bits, flags, the addresses of alpha, b, scale and
+    offset (0: none), and the byte offsets of z, y, y's packed signs and K in the
+    output buffer (-1: not computed)."""
+
+    _fields_ = ([('P', _P), ('N', _I64), ('n', _I64), ('flags', _I64)]
+                + [(name, _P) for name in ('alpha', 'b', 'scale', 'offset')]
+                + [(name, _I64) for name in ('z', 'y', 'yp', 'Ky')])
+
+
 #: ctypes signatures of the functions bound lazily by :meth:`Library.function`.
 SIGNATURES = {
     'xk_gemm_ref': ([_P, _I64, _I64, _P, _I64, _I64, _P], None),
     'xk_pack_mean_abs_f32': ([_P, _I64, _I64, _P, _P, _INT], None),
     'xk_xnor_dense': ([_P, _I64, _I64, _P, _I64, _I64, _INT] + [_P] * 9 + [_INT], _INT),
+    'xk_xnor_dense_chain': ([_P, _I64, _I64, _I64, _I64, _I64, ctypes.POINTER(ChainLayer), _P,
+                             _INT], _INT),
     'xk_conv2d_ref': ([_P] + [_I64] * 4 + [_P] + [_I64] * 8 + [_P], None),
     'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT], None),
     'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
