@@ -334,7 +334,7 @@ XK_EXPORT void xk_pack_mean_abs_f32(const float *x, int64_t M, int64_t n, uint64
  * that a batch of one row is split over the threads too; Ky needs whole rows
  * and is computed after them. Returns 0, or -1 when out of memory.
  */
-static int xnor_dense_layer(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
+XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
                             int64_t N, int64_t n, int flags, const float *K,
                             const float *alpha, const float *b, float *z,
                             const float *scale, const float *offset, float *y,
@@ -401,16 +401,6 @@ static int xnor_dense_layer(const uint64_t *xp, int64_t M, int64_t W, const uint
     return failed ? -1 : 0;
 }
 
-XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
-                            int64_t N, int64_t n, int flags, const float *K,
-                            const float *alpha, const float *b, float *z,
-                            const float *scale, const float *offset, float *y,
-                            uint64_t *yp, float *Ky, int nthreads)
-{
-    return xnor_dense_layer(xp, M, W, P, N, n, flags, K, alpha, b, z, scale, offset, y, yp,
-                            Ky, nthreads);
-}
-
 /*
  * A chain of XNOR dense layers, each followed by its batch norm, in one call: what
  * float mode computes for "XNOR dense, batch norm, XNOR dense, batch norm, ..., XNOR
@@ -447,7 +437,7 @@ XK_EXPORT int xk_xnor_dense_chain(const float *x, int64_t M, int64_t n0, int64_t
     for (int64_t l = 0; l < nlayers; l++) {
         const xk_chain_layer *c = &L[l];
         if (!xp || ((c->flags & XK_SCALE_INPUT) && !K)) return -2;
-        int status = xnor_dense_layer(
+        int status = xk_xnor_dense(
             xp, M, (c->n + 63) >> 6, c->P, c->N, c->n, (int)c->flags, K, c->alpha, c->b,
             (float *)(out + c->z), c->scale, c->offset,
             c->y >= 0 ? (float *)(out + c->y) : NULL,
