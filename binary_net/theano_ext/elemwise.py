@@ -206,7 +206,7 @@ class FastElemwise(FusedCOp):
             t = ctype(node.inputs[k])
             body.append('    %s %s_i = %s;' % (t, iname, ('%s_s' % iname) if scalar[k]
                                                else '%s_p[bn_i]' % iname))
-        body.extend(self._body_end(node, name, inames, onames, fail, 'bn_i'))
+        body.extend(self._body_end(node, name, inames, onames, fail, '%s_p[bn_i]'))
         if sum_name is None:
             lines.append('#pragma omp parallel for simd schedule(dynamic, 16384) '
                          'num_threads(bn_threads)')
@@ -249,14 +249,15 @@ for (bn_b = 0; bn_b < bn_blocks; ++bn_b) {
         lines.append('}')
         return '\n'.join(lines)
 
-    def _body_end(self, node, name, inames, onames, fail, index):
-        """The scalar op's code for one element and the stores of its outputs."""
+    def _body_end(self, node, name, inames, onames, fail, store):
+        """The scalar op's code for one element and the stores of its outputs
+        (``store % output name``: where an output element goes)."""
         body = ['    %s %s_i;' % ('npy_' + node.outputs[o].type.dtype, oname)
                 for o, oname in enumerate(onames)]
         body.append('    {')
         body.append(self.task_code(node, name, inames, onames, fail))
         body.append('    }')
-        body.extend('    %s_p[%s] = %s_i;' % (oname, index, oname) for oname in onames)
+        body.extend('    %s = %s_i;' % (store % oname, oname) for oname in onames)
         return body
 
     def _broadcast_loop(self, node, name, inames, onames, fail, unique, groups):
@@ -301,8 +302,9 @@ for (bn_b = 0; bn_b < bn_blocks; ++bn_b) {
                 lines.append('  const %s %s_b = %s_p[%s_off];' % (t, iname, iname, iname))
             else:
                 lines.append('  const %s* %s_q = %s_p + %s_off;' % (t, iname, iname, iname))
-        for oname in onames:
-            lines.append('  %s_p_o = %s_p + bn_o * bn_inner;' % (oname, oname))
+        for o, oname in enumerate(onames):
+            lines.append('  npy_%s* %s_p_o = %s_p + bn_o * bn_inner;'
+                         % (node.outputs[o].type.dtype, oname, oname))
         lines.append('  #pragma omp simd')
         lines.append('  for (npy_intp bn_j = 0; bn_j < bn_inner; ++bn_j) {')
         for k, iname in unique:
@@ -314,17 +316,9 @@ for (bn_b = 0; bn_b < bn_blocks; ++bn_b) {
             else:
                 value = '%s_q[bn_j]' % iname
             lines.append('    %s %s_i = %s;' % (t, iname, value))
-        body = self._body_end(node, name, inames, onames, fail, 'bn_j')
-        for oname in onames:
-            body = [b.replace('%s_p[bn_j]' % oname, '%s_p_o[bn_j]' % oname) for b in body]
-        lines.extend(body)
+        lines.extend(self._body_end(node, name, inames, onames, fail, '%s_p_o[bn_j]'))
         lines.append('  }')
         lines.append('}')
-        # declare the per-row output pointers (private to each iteration)
-        decl = ['%s* %s_p_o;' % ('npy_' + node.outputs[o].type.dtype, oname)
-                for o, oname in enumerate(onames)]
-        at = lines.index('  npy_intp bn_rest = bn_o, bn_x;')
-        lines[at:at] = ['  ' + d for d in decl]
         return lines
 
 
