@@ -9,6 +9,8 @@ import platform
 import subprocess
 import time
 
+from binary_net.threads import SLEEPING_DEFAULTS, prefer_sleeping_threads
+
 # The environment variables that set the BLAS / OpenMP thread counts.
 THREAD_VARIABLES = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 # The CPU flags that matter to the XNOR kernels.
@@ -60,15 +62,17 @@ def usable_cores():
 def describe_machine(flags=False, cores=False):
     """The first line of a benchmark's output: 'machine: MODEL, N logical CPUs, ARCH,
     Python X.Y.Z'; ``flags`` adds the kernel-relevant CPU flags after the CPU count,
-    ``cores`` the usable cores before it."""
+    ``cores`` the usable cores before it; a second line says how the children's idle
+    threads wait (:func:`idle_threads_line`)."""
     if cores:
         count = '%d usable cores (%d logical CPUs)' % (usable_cores(), os.cpu_count() or 0)
     else:
         count = '%d logical CPUs' % (os.cpu_count() or 0)
     if flags:
         count += ' (%s)' % cpu_flags()
-    return 'machine: %s, %s, %s, Python %s' % (cpu_model(), count, platform.machine(),
-                                               platform.python_version())
+    return 'machine: %s, %s, %s, Python %s\n%s' % (
+        cpu_model(), count, platform.machine(), platform.python_version(),
+        idle_threads_line(thread_env(1)))
 
 
 def blas_description(np=None, kernels_word=False):
@@ -92,12 +96,24 @@ def blas_description(np=None, kernels_word=False):
                      for d in threadpool_info() if d.get('user_api') == 'blas') or 'unknown'
 
 
-def thread_env(threads, base=None):
+def thread_env(threads, base=None, sleeping=True):
     """A copy of the environment (``base``, os.environ by default) with every
-    variable of THREAD_VARIABLES set to ``threads``."""
+    variable of THREAD_VARIABLES set to ``threads`` and, with ``sleeping``, idle
+    OpenMP and OpenBLAS threads sleeping unless the environment says otherwise
+    (binary_net.threads): the children import numpy before binary_net, and both
+    sides of a comparison then wait for work the same way. A peer library (PyTorch)
+    runs with ``sleeping=False``: its own defaults."""
     env = dict(os.environ if base is None else base)
+    if sleeping:
+        prefer_sleeping_threads(env)
     env.update((name, str(threads)) for name in THREAD_VARIABLES)
     return env
+
+
+def idle_threads_line(env):
+    """'idle threads: OMP_WAIT_POLICY=..., OPENBLAS_THREAD_TIMEOUT=...' for ``env``."""
+    return 'idle threads: ' + ', '.join('%s=%s' % (name, env.get(name, '(not set)'))
+                                        for name in SLEEPING_DEFAULTS)
 
 
 def timing_clock(kind, threads):

@@ -296,7 +296,7 @@ def worker(args):
 
 
 def run_worker(threads, part, args):
-    env = machine.thread_env(threads)
+    env = machine.thread_env(threads, sleeping=part != 'torch')
     command = [sys.executable, os.path.abspath(__file__), '--worker', str(threads),
                '--part', part, '--nets'] + args.nets + [
                '--rounds', str(args.rounds), '--steps', str(args.steps),

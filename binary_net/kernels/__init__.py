@@ -50,7 +50,7 @@ from .build import KernelBuildError
 from .conv import PackedConv2D
 from .dense import DenseChain, PackedDense
 from .isa import ISAS, use_isa
-from .library import get_num_threads, kernel_info, prefer_sleeping_openmp_threads, set_num_threads
+from .library import get_num_threads, kernel_info, set_num_threads
 from .ops import (batch_norm_pack_channels, conv_epilogue, pack_channels_mean_abs, pack_signs,
                   pack_signs_mean_abs, xnor_matmul, xnor_matmul_reference)
 from .reference import pack_bits, unpack_bits
@@ -59,4 +59,4 @@ __all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channe
            'batch_norm_pack_channels', 'pack_bits', 'unpack_bits',
            'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense', 'DenseChain',
            'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
-           'ISAS', 'prefer_sleeping_openmp_threads']
+           'ISAS']

@@ -14,10 +14,11 @@ import threading
 import numpy as np
 
 from .build import KernelBuildError, build, compiler_command, discard
+from ..threads import prefer_sleeping_threads
 from .isa import selected_isa
 
 __all__ = ['Library', 'SIGNATURES', 'get_library', 'kernel_info', 'set_num_threads',
-           'get_num_threads', 'nthreads', 'prefer_sleeping_openmp_threads',
+           'get_num_threads', 'nthreads',
            'SCALE_INPUT', 'SCALE_WEIGHTS', 'BIAS_BEFORE', 'ChainLayer']
 
 #: Flags of ``xk_xnor_dense`` and ``xk_conv_epilogue`` (as in ``csrc/xnor_kernels.c``).
@@ -28,21 +29,9 @@ _lock = threading.Lock()
 loaded = {}
 
 
-def prefer_sleeping_openmp_threads():
-    """Make OpenMP threads sleep, not spin, between parallel loops (unless the user chose).
-
-    Spinning threads keep the cores that numpy's OpenBLAS threads need for the
-    float layers between our loops; on 2 cores that made whole-network inference
-    several times slower, and training up to 30% slower. libgomp reads the
-    setting once, when it is loaded, so this must run before the first kernel
-    (or Theano op) is loaded; it is called on import of this module and of
-    :mod:`binary_net.theano_ext`.
-    """
-    if 'OMP_WAIT_POLICY' not in os.environ and 'GOMP_SPINCOUNT' not in os.environ:
-        os.environ['OMP_WAIT_POLICY'] = 'PASSIVE'
-
-
-prefer_sleeping_openmp_threads()
+# libgomp reads its wait policy when it is loaded, with the first kernel library
+# (binary_net.threads explains why idle threads should sleep).
+prefer_sleeping_threads()
 
 _num_threads = None     # None: OpenMP's default
 

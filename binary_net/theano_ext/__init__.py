@@ -51,10 +51,10 @@ Switches, for comparisons and debugging:
   (and make :func:`function` plain ``theano.function``);
 * ``mode.excluding('binary_net_fused')`` does the same for one function.
 """
-from ..kernels import prefer_sleeping_openmp_threads
+from ..threads import prefer_sleeping_threads
 
 # libgomp reads its wait policy when first loaded, i.e. with the first compiled op.
-prefer_sleeping_openmp_threads()
+prefer_sleeping_threads()
 
 from .conv import (ParallelCorrMM, ParallelCorrMMGradInputs,  # noqa: E402
                    ParallelCorrMMGradWeights, XnorCorr)

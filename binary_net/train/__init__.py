@@ -16,16 +16,21 @@ Examples
 >>> learning_rate_schedule(1e-3, 1e-5, epochs=3).round(8).tolist()
 [0.001, 0.00021544, 4.642e-05]
 """
-from .augmentation import Augmentation
-from .checkpoints import companion_paths, load_checkpoint, resume, save_checkpoint
-from .cli import (TRAINERS, add_augmentation_arguments, add_training_arguments, conv_net_main,
-                  make_parser, mnist_main, run_cli)
-from .curves import plot_curves
-from .errors import TrainingError
-from .lock import ModelInUseError, ModelLock
-from .loop import fit
-from .schedules import LR_SCHEDULES, learning_rate_schedule
-from .trainer import Trainer
+from ..threads import prefer_sleeping_threads
+
+# Before numpy is loaded, whose OpenBLAS reads its idle-thread timeout once.
+prefer_sleeping_threads()
+
+from .augmentation import Augmentation  # noqa: E402
+from .checkpoints import companion_paths, load_checkpoint, resume, save_checkpoint  # noqa: E402
+from .cli import (TRAINERS, add_augmentation_arguments, add_training_arguments,  # noqa: E402
+                  conv_net_main, make_parser, mnist_main, run_cli)
+from .curves import plot_curves  # noqa: E402
+from .errors import TrainingError  # noqa: E402
+from .lock import ModelInUseError, ModelLock  # noqa: E402
+from .loop import fit  # noqa: E402
+from .schedules import LR_SCHEDULES, learning_rate_schedule  # noqa: E402
+from .trainer import Trainer  # noqa: E402
 
 __all__ = [
     'Augmentation', 'companion_paths', 'load_checkpoint', 'resume', 'save_checkpoint',
