@@ -11,8 +11,12 @@ For each shape M x K x N (A: M x K activations, B: K x N weights), it times
           input every batch);
 * kernel: ``PackedDense(B).matmul_packed(pack_signs(A))`` without the packing.
 
-Repeats are interleaved (numpy, xnor, kernel, pack, numpy, ...); the median is
-reported, with the ratio of the fastest runs beside it. Times are wall-clock by
+Repeats are interleaved (numpy, xnor, kernel, pack, numpy, ...), and each timed call
+comes right after an untimed call of the same function: each is timed with its own
+operands in cache, as in a loop of its own, rather than after the other side has
+flushed the caches (numpy's weights are 64 MB at 4096 x 4096, the packed ones 2 MB;
+timed cold, the xnor side measured 15-25% slower). The median is reported, with the
+ratio of the fastest runs beside it. Times are wall-clock by
 default; ``--clock cpu`` times one-thread runs with the calling thread's CPU
 time instead, which leaves out the time it spent descheduled on a busy machine.
 Each (code path, thread count) runs in its own subprocess with OPENBLAS_NUM_THREADS,
@@ -73,6 +77,7 @@ def child(args):
             f()
         for _ in range(args.repeat):
             for name, f in fns.items():
+                f()                              # untimed: see the module's docstring
                 t0 = clock()
                 f()
                 times[name].append(clock() - t0)
