@@ -99,7 +99,7 @@ def blas_description(np=None, kernels_word=False):
 def thread_env(threads, base=None, sleeping=True):
     """A copy of the environment (``base``, os.environ by default) with every
     variable of THREAD_VARIABLES set to ``threads`` and, with ``sleeping``, idle
-    OpenMP and OpenBLAS threads sleeping unless the environment says otherwise
+    OpenMP and OpenBLAS threads soon sleeping unless the environment says otherwise
     (binary_net.threads): the children import numpy before binary_net, and both
     sides of a comparison then wait for work the same way. A peer library (PyTorch)
     runs with ``sleeping=False``: its own defaults."""

@@ -1,4 +1,4 @@
-"""binary_net.threads: idle OpenMP and OpenBLAS threads sleep unless the user chose."""
+"""binary_net.threads: idle OpenMP and OpenBLAS threads spin briefly, unless the user chose."""
 import glob
 import os
 import subprocess
@@ -16,7 +16,7 @@ def test_defaults_are_set_in_the_given_environment_only():
     env = {'PATH': '/bin'}
     before = dict(os.environ)
     assert prefer_sleeping_threads(env) is env
-    assert env == {'PATH': '/bin', 'OMP_WAIT_POLICY': 'PASSIVE', 'OPENBLAS_THREAD_TIMEOUT': '4'}
+    assert env == {'PATH': '/bin', 'GOMP_SPINCOUNT': '10000', 'OPENBLAS_THREAD_TIMEOUT': '18'}
     assert dict(os.environ) == before
 
 
@@ -49,7 +49,7 @@ def test_plain_import_changes_nothing():
     # binary_net_compat.pth imports the package in every interpreter of the
     # environment: that must not change other programs' threads (PyTorch's, say).
     code = ('import os, binary_net, binary_net.compat; '
-            'print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("OPENBLAS_THREAD_TIMEOUT"))')
+            'print(os.environ.get("GOMP_SPINCOUNT"), os.environ.get("OPENBLAS_THREAD_TIMEOUT"))')
     out = subprocess.run([sys.executable, '-c', code], env=_clean_env(), cwd=ROOT,
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     assert out.split() == ['None', 'None']
@@ -57,7 +57,7 @@ def test_plain_import_changes_nothing():
 
 @pytest.mark.skipif(_numpy_openblas() is None, reason="numpy's wheel OpenBLAS not found")
 @pytest.mark.parametrize('entry', ['binary_net.cli', 'binary_net.train'])
-@pytest.mark.parametrize('user, expected', [(None, 4), ('12', 12)])
+@pytest.mark.parametrize('user, expected', [(None, 18), ('12', 12)])
 def test_numpy_openblas_reads_the_timeout_set_by_the_entry_points(entry, user, expected):
     # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when numpy loads it, and reports
     # the value in force through openblas_thread_timeout() (0: not set).

@@ -7,7 +7,7 @@ and the datasets' download and check provide ``main(argv)`` in their own package
 Only the chosen command's module is imported, so ``summary``, ``pack`` and
 ``export`` never load Theano. What the commands share (opening a model,
 calibration, exit codes and error lines) is :mod:`binary_net.cli.common`.
-Importing it makes idle OpenMP and OpenBLAS threads sleep (:mod:`binary_net.threads`)
+Importing it makes idle OpenMP and OpenBLAS threads soon sleep (:mod:`binary_net.threads`)
 before any command loads numpy.
 """
 import argparse

@@ -29,8 +29,8 @@ _lock = threading.Lock()
 loaded = {}
 
 
-# libgomp reads its wait policy when it is loaded, with the first kernel library
-# (binary_net.threads explains why idle threads should sleep).
+# libgomp reads its spin count when it is loaded, with the first kernel library
+# (binary_net.threads explains why idle threads should soon sleep).
 prefer_sleeping_threads()
 
 _num_threads = None     # None: OpenMP's default

@@ -53,7 +53,7 @@ Switches, for comparisons and debugging:
 """
 from ..threads import prefer_sleeping_threads
 
-# libgomp reads its wait policy when first loaded, i.e. with the first compiled op.
+# libgomp reads its spin count when first loaded, i.e. with the first compiled op.
 prefer_sleeping_threads()
 
 from .conv import (ParallelCorrMM, ParallelCorrMMGradInputs,  # noqa: E402
