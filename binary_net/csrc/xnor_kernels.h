@@ -397,33 +397,45 @@ XK_INLINE void store_counts(const int r, __m256i tot[][NV], int64_t n, int32_t *
     }
 }
 
+/* Byte counts of words [w0, w1) (at most 31 of them, so no byte overflows). */
+XK_INLINE void lookup_block(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
+                            int64_t w0, int64_t w1, __m256i acc[][NV], xk_prefetch *pf)
+{
+    const __m256i lut = XK_LUT, m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < NV; c++) acc[i][c] = zero;
+    for (int64_t w = w0; w < w1; w++) {
+        XK_PF_STEP(pf);
+        const uint64_t *pw = P + w * XK_NR;
+        __m256i b[NV];
+        for (int c = 0; c < NV; c++) b[c] = _mm256_loadu_si256((const __m256i *)(pw + 4 * c));
+        for (int i = 0; i < r; i++) {
+            __m256i a = _mm256_set1_epi64x((long long)A[i * lda + w]);
+            for (int c = 0; c < NV; c++)
+                acc[i][c] = _mm256_add_epi8(acc[i][c],
+                                            popcnt_bytes(_mm256_xor_si256(a, b[c]), lut, m4));
+        }
+    }
+}
+
 /* Short rows: nibble lookup per word, byte counts flushed every 31 words. */
 XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
                      int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
                      const int32_t *corr, xk_prefetch *pf)
 {
-    const __m256i lut = XK_LUT, m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    __m256i tot[XK_MR][NV];
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i tot[XK_MR][NV], acc[XK_MR][NV];
+    if (W <= 31) {          /* one block: no running totals to keep in registers */
+        lookup_block(r, A, lda, P, 0, W, acc, pf);
+        for (int i = 0; i < r; i++)
+            for (int c = 0; c < NV; c++) tot[i][c] = _mm256_sad_epu8(acc[i][c], zero);
+        store_counts(r, tot, n, C, ldc, ncols, corr);
+        return;
+    }
     for (int i = 0; i < r; i++)
         for (int c = 0; c < NV; c++) tot[i][c] = zero;
     for (int64_t w0 = 0; w0 < W; w0 += 31) {
-        /* 31 words add at most 31*8 = 248 to a byte: no overflow. */
-        int64_t w1 = w0 + 31 < W ? w0 + 31 : W;
-        __m256i acc[XK_MR][NV];
-        for (int i = 0; i < r; i++)
-            for (int c = 0; c < NV; c++) acc[i][c] = zero;
-        for (int64_t w = w0; w < w1; w++) {
-            XK_PF_STEP(pf);
-            const uint64_t *pw = P + w * XK_NR;
-            __m256i b[NV];
-            for (int c = 0; c < NV; c++) b[c] = _mm256_loadu_si256((const __m256i *)(pw + 4 * c));
-            for (int i = 0; i < r; i++) {
-                __m256i a = _mm256_set1_epi64x((long long)A[i * lda + w]);
-                for (int c = 0; c < NV; c++)
-                    acc[i][c] = _mm256_add_epi8(acc[i][c],
-                                                popcnt_bytes(_mm256_xor_si256(a, b[c]), lut, m4));
-            }
-        }
+        lookup_block(r, A, lda, P, w0, w0 + 31 < W ? w0 + 31 : W, acc, pf);
         for (int i = 0; i < r; i++)
             for (int c = 0; c < NV; c++)
                 tot[i][c] = _mm256_add_epi64(tot[i][c], _mm256_sad_epu8(acc[i][c], zero));
