@@ -211,7 +211,7 @@ def test_xnor_matmul_errors():
 
 @pytest.mark.parametrize('batch,n_in,n_out', [(1, 1, 1), (1, 784, 10), (3, 65, 130),
                                               (17, 200, 33), (64, 2049, 40),
-                                              (301, 4100, 70)])   # several row blocks
+                                              (301, 4100, 70)])   # over 1 MB: packed first
 def test_packed_dense(isa, batch, n_in, n_out):
     rng = np.random.default_rng(batch + n_in + n_out)
     W = signed_data(rng, (n_in, n_out))
