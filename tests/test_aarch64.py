@@ -9,8 +9,9 @@ mode): once on the NEON path (vcntq_u8 and pairwise adds), once with
 natively on the host's own path. Emulated timings say nothing about real Arm
 cores, so no speed is measured.
 
-Skipped, with the reason, where the Debian packages gcc-aarch64-linux-gnu or
-qemu-user are not installed (``.ci/run`` installs them).
+Skipped, with the reason, where the Debian packages gcc-aarch64-linux-gnu (with
+libc6-dev-arm64-cross, which it only recommends) or qemu-user are not installed
+(``.ci/run`` installs them).
 """
 import os
 import re
@@ -33,6 +34,11 @@ def missing():
     if absent:
         return '%s not found (Debian: apt-get install gcc-aarch64-linux-gnu qemu-user)' \
                % ' and '.join(absent)
+    probe = subprocess.run([CROSS, '-fsyntax-only', '-x', 'c', '-'], input='#include <stdint.h>\n',
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        return '%s has no C library headers (Debian: apt-get install libc6-dev-arm64-cross)' \
+               % CROSS
     return None
 
 
