@@ -10,6 +10,7 @@ import theano.tensor as T
 
 from binary_net import binarize, theano_ext
 from binary_net.theano_ext import AbsSum, FastElemwise, FastSum, Scale, XnorDot
+from binary_net.theano_ext.scalar import VectorSgn
 
 SHAPES = [(1, 1), (3, 5), (7, 1), (1, 9), (64, 64), (65, 257), (300, 17), (513, 700)]
 
@@ -223,6 +224,43 @@ def test_fast_elemwise_broadcasting_matches_theano(case):
         if N > 1:
             np.testing.assert_array_equal(fused(X[::-1], V, K[::-1], S),
                                           plain(X[::-1], V, K[::-1], S))
+
+
+SGN_CASES = [
+    lambda x, y: T.sgn(x - y),                                      # alone
+    lambda x, y: x * T.cast(T.le(abs(y), 1), x.dtype) + y * T.sgn(x),   # inside a composite
+    lambda x, y: T.sgn(x) * T.sgn(y) + T.sgn(x + y),               # several, nested
+]
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('case', range(len(SGN_CASES)))
+def test_fast_elemwise_sgn_is_theanos_bit_for_bit(case, dtype):
+    """FastElemwise swaps Theano's sgn for VectorSgn (branch-free C): the same bits
+    for +-0, NaNs of either sign and any payload, infinities and subnormals."""
+    x, y = T.matrix(dtype=dtype), T.matrix(dtype=dtype)
+    expr = SGN_CASES[case](x, y)
+    plain = compile_plain([x, y], expr)
+    fused = compile_fused([x, y], expr)
+    fast = [op for op in ops_in(fused) if isinstance(op, FastElemwise)]
+    scalar = fast[0].elemwise.scalar_op if fast else None
+    inner = [n.op for n in scalar.fgraph.apply_nodes] if hasattr(scalar, 'fgraph') else [scalar]
+    assert any(isinstance(op, VectorSgn) for op in inner)
+    assert not any(type(op) is theano.scalar.Sgn for op in inner)
+    rng = np.random.RandomState(12)
+    bits = np.uint32 if dtype == 'float32' else np.uint64
+    tiny = np.finfo(dtype).tiny
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, tiny / 4, -tiny / 4,
+                        1.0, -1.0, 3e-30, -7.5], dtype)
+    odd_nan = np.array([np.nan], dtype).view(bits) | bits(1)      # a NaN with a payload
+    special = np.concatenate([special, odd_nan.view(dtype), (-odd_nan.view(dtype))])
+    for shape in [(1, 1), (7, 13), (300, 257)]:
+        X = (rng.randn(*shape) * 2).astype(dtype)
+        Y = (rng.randn(*shape) * 2).astype(dtype)
+        X.flat[:min(X.size, special.size)] = special[:X.size]
+        Y.flat[::3] = special[np.arange(Y.flat[::3].size) % special.size]
+        got, want = fused(X, Y), plain(X, Y)
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))
 
 
 def test_fast_elemwise_broadcasting_rejects_mismatched_shapes():

@@ -16,6 +16,7 @@ from theano import gof
 from theano.tensor.elemwise import Elemwise
 
 from .cop import C_VERSION, FLOAT_DTYPES, FusedCOp
+from .scalar import vectorizable
 
 __all__ = ['FastElemwise', 'fast_elemwise_eligible', 'broadcast_groups']
 
@@ -49,7 +50,7 @@ class FastElemwise(FusedCOp):
 
     def __init__(self, elemwise, abs_sum_of=None):
         FusedCOp.__init__(self)     # the shared support code; the C is generated below
-        self.elemwise = elemwise
+        self.elemwise = vectorizable(elemwise)     # the same numbers, C that vectorizes
         self.abs_sum_of = abs_sum_of
         self.destroy_map = {out: [inp] for out, inp in elemwise.inplace_pattern.items()}
 
