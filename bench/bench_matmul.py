@@ -15,7 +15,7 @@ Repeats are interleaved (numpy, xnor, kernel, pack, numpy, ...), and each timed 
 comes right after an untimed call of the same function: each is timed with its own
 operands in cache, as in a loop of its own, rather than after the other side has
 flushed the caches (numpy's weights are 64 MB at 4096 x 4096, the packed ones 2 MB;
-timed cold, the xnor side measured 15-25% slower). The median is reported, with the
+right after numpy's product, the 256x4096x4096 kernel measured 8-24% slower). The median is reported, with the
 ratio of the fastest runs beside it. Times are wall-clock by
 default; ``--clock cpu`` times one-thread runs with the calling thread's CPU
 time instead, which leaves out the time it spent descheduled on a busy machine.

@@ -111,7 +111,7 @@ def thread_env(threads, base=None, sleeping=True):
 
 
 def idle_threads_line(env):
-    """'idle threads: OMP_WAIT_POLICY=..., OPENBLAS_THREAD_TIMEOUT=...' for ``env``."""
+    """'idle threads: GOMP_SPINCOUNT=..., OPENBLAS_THREAD_TIMEOUT=...' for ``env``."""
     return 'idle threads: ' + ', '.join('%s=%s' % (name, env.get(name, '(not set)'))
                                         for name in SLEEPING_DEFAULTS)
 

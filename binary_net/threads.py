@@ -14,7 +14,7 @@ network pays at every parallel region. So each pool spins for about 0.1 ms (libg
 10,000 spins, OpenBLAS 2**18 ticks), long enough for back-to-back regions, then
 sleeps. Measured on the 2-core AMD EPYC (Zen 4) of the README, two threads, batch
 100, median of three alternated runs, xnor images/s: MNIST 3 x 4096 12,541 against
-10,791 sleeping at once and about 6,000 with both libraries' defaults; the shipped
+10,791 sleeping at once and 5,400-6,800 with OpenBLAS's default; the shipped
 MNIST model 72,914 against 61,599 (numpy's float pass 13,313 against 11,181).
 
 Each library reads its setting once, when it is loaded: libgomp with the first kernel

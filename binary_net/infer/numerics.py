@@ -89,8 +89,9 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0), per_sample=True):
         (C * fh * fw, F)``, in the output's layout: with OpenBLAS's SkylakeX and
         Cooperlake kernels bit for bit the same numbers, with its Haswell and Zen
         kernels within 5e-7 relative; three times faster for a first layer of 3
-        channels, which spent most of its time copying.) False: one product per chunk of samples, for products
-        that are exact in any order (sums of +-1 terms), where it is faster.
+        channels, which spent most of its time copying.) False: one product per
+        chunk of samples, for products that are exact in any order (sums of +-1
+        terms), where it is faster.
 
     Returns
     -------

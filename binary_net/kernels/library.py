@@ -8,13 +8,12 @@ which compiles ``csrc/xnor_kernels.c`` for the code path of
 :func:`nthreads`.
 """
 import ctypes
-import os
 import threading
 
 import numpy as np
 
-from .build import KernelBuildError, build, compiler_command, discard
 from ..threads import prefer_sleeping_threads
+from .build import KernelBuildError, build, compiler_command, discard
 from .isa import selected_isa
 
 __all__ = ['Library', 'SIGNATURES', 'get_library', 'kernel_info', 'set_num_threads',

@@ -7,8 +7,9 @@ Theano's scalar ops write that code so that gcc cannot vectorize it. Theano's
 nested branches, which gcc leaves scalar: the straight-through gradient of a
 binary convolution, ``g * (|x| <= 1) + a * K * sgn(x)`` over 50 x 128 x 32 x 32
 floats, took 22.8 ms on two threads (Zen 4), against 6.0 ms for the same loop
-without ``sgn``; with :class:`VectorSgn` it takes 9-10 ms. :func:`vectorizable` swaps such ops,
-inside fused composites too, for ones computing the same numbers branch-free.
+without ``sgn``; with :class:`VectorSgn` it takes 9-10 ms. :func:`vectorizable`
+swaps such ops, inside fused composites too, for ones computing the same numbers
+branch-free.
 """
 import theano.scalar as ts
 from theano.tensor.elemwise import Elemwise
