@@ -4,8 +4,10 @@ For each core (Cortex-M3 on QEMU's mps2-an385, Cortex-M4 on mps2-an386) and
 each popcount of the export (builtin = libgcc's __popcountdi2, swar, table),
 the shipped MNIST model is exported, built with ``arm-none-eabi-gcc -Os``, run
 under ``qemu-system-arm -icount shift=0`` on the first N MNIST test images and
-checked bit for bit against ``--mode int``; then (``--cifar N``) the full-width
-CIFAR-10 network with random weights, on N random images.
+checked bit for bit against ``--mode int``; then (``--cifar-images N``) the
+shipped CIFAR-10 model on the Cortex-M4, on the first N CIFAR-10 test images, and
+(``--cifar N``) the full-width CIFAR-10 network with random weights, on N random
+images.
 
 Instructions are counted, not timed: with -icount shift=0 each instruction
 advances QEMU's virtual clock by 1 ns, the firmware reads SysTick around every
@@ -15,6 +17,7 @@ host's timings, but they are not cycles of a real core: wait states, the
 multiplier and the pipeline are not modelled.
 
     PYLEARN2_DATA_PATH=../shared/data python bench/bench_cortex_m.py [--images 1000] [--cifar 2]
+        [--cifar-images 10 --cifar-data-path DIR]
 """
 import argparse
 import os
@@ -26,6 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHIPPED = os.path.join(ROOT, 'models', 'mnist_xnor_1024.npz')
+SHIPPED_CIFAR = os.path.join(ROOT, 'models', 'cifar10_xnor_64.npz')
 sys.path.insert(0, HERE)
 
 
@@ -68,6 +72,11 @@ def main(argv=None):
     parser.add_argument('--cifar', type=int, default=2, metavar='N',
                         help='random images for the full CIFAR-10 network (0: skip)')
     parser.add_argument('--data-path', help='data root (default: $PYLEARN2_DATA_PATH)')
+    parser.add_argument('--cifar-images', type=int, default=0, metavar='N',
+                        help='CIFAR-10 test images for the shipped CIFAR-10 model (default 0: '
+                             'skip)')
+    parser.add_argument('--cifar-data-path', metavar='DIR',
+                        help='data root holding cifar10/ (default: --data-path)')
     args = parser.parse_args(argv)
 
     from binary_net import data as datasets, modelfile, networks
@@ -78,19 +87,27 @@ def main(argv=None):
     if missing:
         print('skipped: %s' % missing)
         return 0
-    data = datasets.load('mnist', args.data_path)
-    values, spec, _ = modelfile.load_model(SHIPPED)
-    net = fold(spec, values).calibrate(datasets.to_unit_range(data['train'][0][:1000]))
-    X = datasets.to_unit_range(data['test'][0][:args.images])
-    program = integer.compile_network(net)
-    expected = net.predict_scores(X, mode='int')
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for target in sorted(firmware.TARGETS):
-            rows += measure(program, 'mnist', target, export.POPCOUNTS,
-                            integer.input_codes(X), expected, os.path.join(tmp, target))
-    show('Shipped MNIST model (%s), first %d MNIST test images:'
-         % (os.path.basename(SHIPPED), args.images), rows)
+    def shipped(path, dataset, data_path, count, targets, popcounts):
+        data = datasets.load(dataset, data_path)
+        values, spec, _ = modelfile.load_model(path)
+        net = fold(spec, values).calibrate(datasets.to_unit_range(data['train'][0][:1000]))
+        X = datasets.to_unit_range(data['test'][0][:count])
+        program = integer.compile_network(net)
+        expected = net.predict_scores(X, mode='int')
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for target in targets:
+                rows += measure(program, dataset, target, popcounts,
+                                integer.input_codes(X), expected, os.path.join(tmp, target))
+        show('Shipped %s model (%s), first %d test images:'
+             % ({'mnist': 'MNIST', 'cifar10': 'CIFAR-10'}[dataset], os.path.basename(path),
+                count), rows)
+
+    shipped(SHIPPED, 'mnist', args.data_path, args.images, sorted(firmware.TARGETS),
+            export.POPCOUNTS)
+    if args.cifar_images > 0:
+        shipped(SHIPPED_CIFAR, 'cifar10', args.cifar_data_path or args.data_path,
+                args.cifar_images, ['cortex-m4'], ['swar'])
 
     if args.cifar > 0:
         from bench_networks import random_network
