@@ -5,6 +5,7 @@ tests/, which has no ``__init__.py``, on ``sys.path``).
 """
 import gzip
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -226,3 +227,11 @@ def run_python(args, env=None, **kwargs):
     """``python ARGS`` in the repository, output captured as text, 300 s at most."""
     return subprocess.run([sys.executable] + list(args), cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300, **kwargs)
+
+
+def interruptible(*args, **kwargs):
+    """``subprocess.Popen`` of a child that Ctrl-C (SIGINT) interrupts, even where this
+    process ignores SIGINT (a suite started in the background): Python installs its
+    KeyboardInterrupt handler only if SIGINT is not ignored when it starts."""
+    return subprocess.Popen(*args, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                    signal.SIG_DFL), **kwargs)

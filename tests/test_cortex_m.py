@@ -113,7 +113,7 @@ def test_shipped_model_fits_a_512_kib_part_not_a_256_kib_one(shipped_export):
         firmware.build(out, 'mnist', 'cortex-m4', 'swar', flash_limit=256 << 10,
                        variant='f401rc')
     with pytest.raises(firmware.FirmwareError, match='does not fit: RAM'):
-        firmware.build(out, 'mnist', 'cortex-m4', 'swar', ram_limit=8 << 10, variant='tiny')
+        firmware.build(out, 'mnist', 'cortex-m4', 'swar', ram_limit=4 << 10, variant='tiny')
 
 
 @needs_toolchain

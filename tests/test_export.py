@@ -4,6 +4,7 @@ Every export is compiled with ``gcc -std=c99 -pedantic -Wall -Wextra -Werror`` a
 run on images written as raw int8 codes; the harness prints the label and the
 integer scores of each image, which must equal Python's, image by image.
 """
+import collections
 import contextlib
 import io
 import os
@@ -67,8 +68,71 @@ def test_mnist_c_equals_python_on_all_real_test_images(mnist_root, tmp_path):
     exported = check_bit_exact(net, X, str(tmp_path), 'mnist')
     # 784x256 + 2 x 256x256 binary weights, 13 + 4 + 4 words per unit.
     assert exported.flash_detail['binary weights'] == 8 * 256 * (13 + 4 + 4)
-    assert exported.arena_elements == 784 + 256
-    assert exported.ram_bytes == 2 * (784 + 256) + 8 * 13
+    # The XNOR layers write over their input; only the last one (256 -> 10) needs
+    # its input and output apart, and they fit in the 784 of the image.
+    assert exported.arena_elements == 784
+    assert exported.ram_bytes == 2 * 784 + 8 * 13
+
+
+Layer = collections.namedtuple('Layer', 'kind in_size out_size binary_input')
+
+
+def check_plan(layers, in_size):
+    """arena_plan's offsets: inside the arena, each input where the last output
+    was, and apart from the output unless the layer writes over its input."""
+    arena, plan = export.arena_plan(layers, in_size)
+    previous = (0, in_size)
+    for layer, (src, dst) in zip(layers, plan):
+        assert (src, layer.in_size) == previous
+        assert 0 <= dst and dst + layer.out_size <= arena
+        if not export.writes_over_input(layer):
+            assert dst + layer.out_size <= src or src + layer.in_size <= dst
+        previous = (dst, layer.out_size)
+    return arena, plan
+
+
+def test_arena_plan_writes_over_inputs_where_the_c_code_allows_it():
+    conv = lambda c_in, c_out, hw, binary=True: Layer('xnor_conv', c_in * hw, c_out * hw, binary)
+    # The shipped CIFAR-10 model's layers: only the float first convolution needs
+    # its input (3 x 32 x 32) and output (64 x 32 x 32) apart.
+    cifar = [Layer('conv', 3 * 1024, 64 * 1024, False), Layer('affine', 65536, 65536, False),
+             conv(64, 64, 1024), Layer('max_pool', 65536, 16384, False),
+             Layer('affine', 16384, 16384, False), conv(64, 128, 256),
+             Layer('rectify', 32768, 32768, False),
+             Layer('xnor_dense', 32768, 512, True), Layer('dense', 512, 10, False)]
+    arena, plan = check_plan(cifar, 3 * 1024)
+    assert arena == 3 * 1024 + 64 * 1024
+    assert plan[2][0] == plan[2][1] and plan[3][0] == plan[3][1]
+    # An XNOR layer with real-valued input reads it while writing: never in place.
+    assert not export.writes_over_input(conv(64, 64, 1024, binary=False))
+    arena, plan = check_plan([Layer('conv', 10, 10, False), conv(10, 40, 1, binary=False),
+                              conv(40, 60, 1), Layer('dense', 60, 5, False)], 10)
+    assert arena == 60 + 5 and [dst for _, dst in plan] == [55, 0, 0, 60]
+    # A growing output that would run past the arena's end ends there instead.
+    arena, plan = check_plan([Layer('dense', 4, 6, False), conv(6, 8, 1)], 4)
+    assert arena == 10 and plan[1] == (4, 2)
+
+
+def test_arena_plan_on_random_networks():
+    """The invariants of check_plan on random layer sequences, among them ones
+    where the least size does not work and the arena grows."""
+    rng = np.random.default_rng(0)
+    kinds = ['conv', 'dense', 'affine', 'max_pool', 'xnor_conv', 'xnor_dense']
+    grown = 0
+    for _ in range(500):
+        size = in_size = int(rng.integers(1, 50))
+        layers = []
+        for _ in range(int(rng.integers(1, 8))):
+            kind = kinds[rng.integers(len(kinds))]
+            out = {'affine': size, 'max_pool': max(1, size // 4)}.get(
+                kind, int(rng.integers(1, 50)))
+            layers.append(Layer(kind, size, out, bool(rng.integers(2))))
+            size = out
+        arena, _ = check_plan(layers, in_size)
+        grown += arena > max([in_size] + [l.in_size + l.out_size for l in layers
+                                         if not export.writes_over_input(l)]
+                             + [max(l.in_size, l.out_size) for l in layers])
+    assert grown > 0
 
 
 @needs_cc

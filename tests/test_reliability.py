@@ -17,7 +17,7 @@ import pytest
 
 from binary_net import modelfile, networks, train as training
 from failing_file import FailingFile
-from helpers import REPO, run_python, write_mnist
+from helpers import REPO, interruptible, run_python, write_mnist
 
 SPEC = networks.mnist_spec(num_units=32, dropout_p=0)
 MNIST_TRAIN = os.path.join(REPO, 'train', 'mnist_train.py')
@@ -323,7 +323,7 @@ def test_ctrl_c_during_a_download_keeps_the_part_file(tmp_path):
     thread.start()
     try:
         part = tmp_path / 'mnist' / 'train-images-idx3-ubyte.gz.part'
-        process = subprocess.Popen(
+        process = interruptible(
             [sys.executable, '-m', 'binary_net.data', 'download', 'mnist', '--quiet',
              '--data-path', str(tmp_path),
              '--base-url', 'http://127.0.0.1:%d/' % server.server_address[1]],

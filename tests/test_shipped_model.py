@@ -26,12 +26,13 @@ BATCH = 500     # images per step: all 10,000 CIFAR-10 images at once would take
 
 # max_error: the original's 3.2% on MNIST; issue 10's 20% on CIFAR-10.
 # tolerance: how far fixed and int may move the error from float, in points.
-# fixed_images: test images for that check (CIFAR-10's fixed mode takes 3 minutes for
-# all 10,000; the README gives all 10,000). c_images: images run through the C program.
-Shipped = collections.namedtuple('Shipped',
-                                 'stem dataset arrays max_error tolerance fixed_images c_images')
-SHIPPED = [Shipped('mnist_xnor_1024', 'mnist', 23, 3.2, 0.3, 10000, 10000),
-           Shipped('cifar10_xnor_64', 'cifar10', 62, 20.0, 0.5, 5000, 200)]
+# fixed_images: test images for that check (CIFAR-10's fixed mode takes about 15 ms an
+# image here; the README gives all 10,000). c_images: images run through the C program.
+# part: the smallest Cortex-M4 part of firmware.PARTS that its firmware fits.
+Shipped = collections.namedtuple(
+    'Shipped', 'stem dataset arrays max_error tolerance fixed_images c_images part')
+SHIPPED = [Shipped('mnist_xnor_1024', 'mnist', 23, 3.2, 0.3, 10000, 10000, 'STM32F401RE'),
+           Shipped('cifar10_xnor_64', 'cifar10', 62, 20.0, 0.5, 3000, 200, 'STM32F407VG')]
 
 
 def _path(shipped, suffix='.npz'):
@@ -114,11 +115,13 @@ def test_c_export_predicts_like_the_integer_path(shipped, tmp_path):
 @needs_qemu
 def test_cortex_m4_firmware_predicts_like_the_integer_path(shipped, tmp_path):
     """The first 20 test images under QEMU's mps2-an386 (tests/test_cortex_m.py runs
-    the MNIST firmware on 1,000 and checks the sizes)."""
+    the MNIST firmware on 1,000 and checks the sizes), and the smallest part it fits."""
     spec, _, X_test, _, net, _ = shipped
     X = X_test[:20]
     export.write_c(integer.compile_network(net), str(tmp_path), spec.dataset, target='cortex-m4')
     built = firmware.build(str(tmp_path), spec.dataset, 'cortex-m4', 'swar')
+    parts = firmware.fitting_parts('cortex-m4', built.flash_bytes, built.ram_bytes)
+    assert parts and parts[0][0] == spec.part, parts
     run = firmware.run_qemu(built.elf, 'cortex-m4', integer.input_codes(X))
     scores = net.predict_scores(X, mode='int')
     np.testing.assert_array_equal(run.scores, scores)

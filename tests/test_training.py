@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from binary_net import data as datasets, modelfile, networks, train
+from helpers import interruptible
 
 SPEC = networks.mnist_spec(num_units=128, dropout_p=0.2)
 # train.fit settings of the checkpoint tests: no progress bar, no log.
@@ -129,7 +130,7 @@ def test_nan_loss_stops_and_keeps_last_good_model(trainer, initial_state, splits
 
 
 def _run_trainer(repo_root, mnist_root, model, *flags):
-    return subprocess.Popen(
+    return interruptible(
         [sys.executable, os.path.join(repo_root, 'train', 'mnist_train.py'),
          '--data-path', mnist_root, '--model-out', model, '--num-units', '64',
          '--train-size', '1000', '--valid-size', '500', '--no-progress'] + list(flags),

@@ -110,7 +110,7 @@ def _export(args):
     detail = ', '.join('%s %s' % (k, format(v, ',')) for k, v in written.flash_detail.items()
                        if v)
     print('Flash: %s of constant data (%s)' % (_kib(written.flash_bytes), detail))
-    print('RAM: %s (activation arena %s int16 = the largest input+output pair, scratch %s)'
+    print('RAM: %s (activation arena %s int16, scratch %s)'
           % (_kib(written.ram_bytes), format(written.arena_elements, ','),
              format(written.scratch_bytes, ',')))
     print('Popcount: %s' % popcount)

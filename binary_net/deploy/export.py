@@ -20,9 +20,10 @@ by default the network's name):
     parameter. Shifts, reciprocals and shapes are literals in ``PREFIX.c``.
 ``PREFIX.c``
     The inference, using nothing beyond ``<stdint.h>``/``<stddef.h>``: no
-    allocation, one static activation arena (each layer reads one end and
-    writes the other, so it holds the largest input+output pair of int16
-    activations) and static scratch for packed signs and channel sums. Its
+    allocation, one static arena of int16 activations (see :func:`arena_plan`:
+    element-wise layers, max pooling and XNOR layers with binary input write
+    their output over their input, the others at the arena's other end) and
+    static scratch for packed signs and channel sums. Its
     bit count is ``--popcount``: ``__builtin_popcountll`` (GCC or Clang; the
     host default), SWAR or a byte table (portable).
 ``PREFIX_example.c``
@@ -91,7 +92,7 @@ class CExport:
         Bytes by kind: 'binary weights', 'int16 parameters', 'geometry',
         'popcount table'.
     arena_elements : int
-        int16 activations in the arena (the largest input+output pair).
+        int16 activations in the arena (see :func:`arena_plan`).
     scratch_bytes : int
         Packed signs and channel sums of the XNOR layers.
     ram_bytes : int
@@ -241,6 +242,57 @@ def _call(export, arrays, layer, src, dst, scratch):
     raise ValueError('layer %d: no C code for %s' % (i, kind))
 
 
+def writes_over_input(layer):
+    """Whether the C code of ``layer`` may write its output over its input.
+
+    Element-wise layers (affine, rectify) read element k before they write
+    element k, and max pooling writes output element o after reading its window,
+    whose elements and those of every later window lie at o or beyond (o = (c *
+    OH + i) * OW + j <= (c * H + i * ph) * W + j * pw). An XNOR layer with binary
+    input packs the signs of its whole input, and sums its |x|, into scratch
+    before it writes any output.
+    """
+    if layer.kind in ('affine', 'rectify', 'max_pool'):
+        return True
+    return layer.kind in ('xnor_dense', 'xnor_conv') and bool(layer.binary_input)
+
+
+def arena_plan(layers, in_size):
+    """The activation arena's size (int16 elements) and each layer's offsets.
+
+    The input is at offset 0. A layer that :func:`writes_over_input` writes its
+    output where its input starts (or, an XNOR layer whose larger output would
+    run past the arena's end, so that it ends there); any other layer writes at
+    offset 0 if its output fits before its input, else at the arena's end. The
+    arena starts at the least size this can work with (the largest input + output
+    pair of the other layers, the largest input or output of these) and grows
+    until every output fits.
+
+    Returns
+    -------
+    (arena, [(src, dst), ...]) : int, one (input offset, output offset) per layer.
+    """
+    arena = max([in_size] + [max(layer.in_size, layer.out_size) if writes_over_input(layer)
+                             else layer.in_size + layer.out_size for layer in layers])
+    while True:
+        plan, start, size = [], 0, in_size
+        for layer in layers:
+            out = layer.out_size
+            if writes_over_input(layer):
+                dst = start if start + out <= arena else arena - out
+            elif out <= start:
+                dst = 0
+            elif start + size + out <= arena:
+                dst = arena - out
+            else:
+                arena = start + size + out
+                break
+            plan.append((start, dst))
+            start, size = dst, out
+        else:
+            return arena, plan
+
+
 def _fill(template, values):
     for key, value in values.items():
         template = template.replace('@%s@' % key, str(value))
@@ -279,15 +331,14 @@ def generate_c(program, name, source='a trained model', popcount='builtin'):
     in_c, in_h, in_w = input_shape if len(input_shape) == 3 else (input_shape[0], 1, 1)
     in_size = int(np.prod(input_shape))
     layers = program.layers
-    arena = max([in_size] + [layer.in_size + layer.out_size for layer in layers])
+    arena, offsets = arena_plan(layers, in_size)
     export.arena_elements = arena
     scratch = {'xpack': 0, 'absmap': 0}
     calls, offset = [], 0
-    for position, layer in enumerate(layers, 1):
+    for position, (layer, (src, dst)) in enumerate(zip(layers, offsets), 1):
         layer.position = position
-        dst = arena - layer.out_size if offset == 0 else 0
         calls.append('    /* %d: %s */\n    %s'
-                     % (position, layer.describe(), _call(export, arrays, layer, offset, dst,
+                     % (position, layer.describe(), _call(export, arrays, layer, src, dst,
                                                           scratch)))
         offset = dst
     export.scratch_bytes = 8 * scratch['xpack'] + 4 * scratch['absmap']
@@ -321,8 +372,9 @@ def generate_c(program, name, source='a trained model', popcount='builtin'):
     for kind in LAYER_KINDS:
         if kind in kinds:
             body.append(template('layer_%s.c' % kind))
-    body.append('\n/* The activation arena: each layer reads its input at one end and writes'
-                '\n * its output at the other (the largest input + output pair fits). */'
+    body.append('\n/* The activation arena: element-wise layers, max pooling and XNOR layers'
+                '\n * with binary input write their output over their input, the other layers'
+                '\n * at the arena\'s other end. */'
                 '\nstatic int16_t bn_arena[%d];\n' % arena)
     if scratch['xpack']:
         body.append('/* Packed signs of an XNOR layer\'s input. */\n'
