@@ -398,7 +398,8 @@ def test_fast_sum_matches_theano(axis, shape, dtype):
 @pytest.mark.parametrize('ws,stride,pad', [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))])
 def test_parallel_pooling_is_theanos_own_bit_for_bit(ws, stride, pad):
     """Max-pooling and its gradient (overlapping windows too) run with OpenMP and
-    give Theano's serial results exactly."""
+    give Theano's serial results exactly; windows that tile the image take
+    TiledMaxPoolGrad."""
     from theano.tensor.signal.pool import pool_2d
     x = T.tensor4()
     y = pool_2d(x, ws=ws, stride=stride, pad=pad, ignore_border=True, mode='max')
@@ -407,7 +408,8 @@ def test_parallel_pooling_is_theanos_own_bit_for_bit(ws, stride, pad):
     fused = compile_fused([x], outs)
     names = {type(op).__name__ for op in ops_in(fused)}
     if theano_ext.cop.openmp_supported():
-        assert {'ParallelPool', 'ParallelMaxPoolGrad'} <= names
+        grad_op = 'TiledMaxPoolGrad' if ws == stride and not any(pad) else 'ParallelMaxPoolGrad'
+        assert {'ParallelPool', grad_op} <= names
         assert not {'Pool', 'MaxPoolGrad'} & names
     rng = np.random.RandomState(13)
     for shape in [(6, 5, 9, 8), (1, 1, 4, 4), (50, 16, 16, 16)]:
@@ -415,3 +417,33 @@ def test_parallel_pooling_is_theanos_own_bit_for_bit(ws, stride, pad):
         X[0, 0, :2, :2] = 1.5           # ties inside one window
         for got, want in zip(fused(X), plain(X)):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize('ws', [(2, 2), (3, 2), (1, 4)])
+def test_tiled_max_pool_grad_is_theanos_bit_for_bit(ws):
+    """TiledMaxPoolGrad (C and numpy) against Theano's MaxPoolGrad on images whose
+    size the window does not divide, ties, equal planes and -0 gradients."""
+    from theano.tensor.signal import pool
+    x, z, gz = T.tensor4(), T.tensor4(), T.tensor4()
+    theirs = theano.function([x, z, gz], pool.MaxPoolGrad(ignore_border=True)(
+        x, z, gz, ws, ws, (0, 0)), mode=theano.compile.mode.Mode(linker='c'))
+    ours = theano_ext.TiledMaxPoolGrad(ws)(x, z, gz)
+    ours_c = theano.function([x, z, gz], ours, mode=theano.compile.mode.Mode(linker='c'))
+    ours_py = theano.function([x, z, gz], ours, mode=theano.compile.mode.Mode(linker='py'))
+    maxpool = theano.function([x], pool.Pool(ignore_border=True)(x, ws, ws, (0, 0)))
+    rng = np.random.RandomState(17)
+    for shape in [(3, 4, 7, 9), (2, 1, 8, 8), (1, 2, ws[0], ws[1])]:
+        X = rng.randint(-3, 4, size=shape).astype(theano.config.floatX)  # many ties
+        X[0, 0] = 2.0                                    # a constant plane
+        Z = maxpool(X)
+        G = rng.randn(*Z.shape).astype(X.dtype)
+        G.flat[::3] = -0.0
+        want = theirs(X, Z, G)
+        assert np.abs(want).sum() > 0
+        for got in (ours_c(X, Z, G), ours_py(X, Z, G)):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+            assert np.array_equal(np.signbit(got), np.signbit(want))
+    with pytest.raises(ValueError, match='shapes'):
+        ours_c(np.zeros((1, 1, 4, 4), 'float32'), np.zeros((1, 1, 3, 2), 'float32'),
+               np.zeros((1, 1, 3, 2), 'float32'))

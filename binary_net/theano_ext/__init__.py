@@ -23,7 +23,8 @@ Modules, one concept each:
 * :mod:`~binary_net.theano_ext.conv`: ``ParallelCorrMM`` (and its gradients) and
   the popcount convolution ``XnorCorr``;
 * :mod:`~binary_net.theano_ext.pool`: ``ParallelPool`` and ``ParallelMaxPoolGrad``
-  (Theano's max-pooling with its OpenMP loop on);
+  (Theano's max-pooling with its OpenMP loop on) and ``TiledMaxPoolGrad`` (the
+  gradient of pooling windows that tile the image, in one pass);
 * :mod:`~binary_net.theano_ext.elemwise`: the elementwise C code generator
   ``FastElemwise``;
 * :mod:`~binary_net.theano_ext.rewrites`: the graph rewrites;
@@ -60,7 +61,7 @@ from .conv import (ParallelCorrMM, ParallelCorrMMGradInputs,  # noqa: E402
                    ParallelCorrMMGradWeights, XnorCorr)
 from .elemwise import FastElemwise  # noqa: E402
 from .mode import function, fused_mode  # noqa: E402
-from .pool import ParallelMaxPoolGrad, ParallelPool  # noqa: E402
+from .pool import ParallelMaxPoolGrad, ParallelPool, TiledMaxPoolGrad  # noqa: E402
 from .products import Dot22Into, XnorDot  # noqa: E402
 from .reductions import AbsSum, FastSum, Scale  # noqa: E402
 from .rewrites import FUSED_TAG, FastElemwiseRewrite, FuseBinarization  # noqa: E402
@@ -69,5 +70,5 @@ from .switch import enabled, is_enabled, set_enabled  # noqa: E402
 __all__ = ['function', 'fused_mode', 'FUSED_TAG', 'enabled', 'is_enabled', 'set_enabled',
            'AbsSum', 'FastSum', 'Scale', 'Dot22Into', 'XnorDot', 'ParallelCorrMM',
            'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs', 'XnorCorr', 'FastElemwise',
-           'ParallelPool', 'ParallelMaxPoolGrad',
+           'ParallelPool', 'ParallelMaxPoolGrad', 'TiledMaxPoolGrad',
            'FuseBinarization', 'FastElemwiseRewrite']

@@ -38,7 +38,9 @@ imported.
 * Theano's max-pooling and its gradient become
   :class:`~binary_net.theano_ext.pool.ParallelPool` and
   :class:`~binary_net.theano_ext.pool.ParallelMaxPoolGrad`, Theano's own OpenMP
-  loop over images and channels (bit for bit the same).
+  loop over images and channels, or, where the windows tile the image (2x2
+  pooling), :class:`~binary_net.theano_ext.pool.TiledMaxPoolGrad` (bit for bit
+  the same).
 
 :class:`FastElemwiseRewrite` (after fusion and the in-place rewrites): fused
 elementwise loops over same-shape arrays, broadcast scalars and arrays that
@@ -58,7 +60,7 @@ from ..binarize import ScalarSign
 from .conv import CORR_OPS, XnorCorr, xnor_corr_geometry
 from .cop import FLOAT_DTYPES, openmp_supported
 from .elemwise import FastElemwise, broadcast_groups, fast_elemwise_eligible
-from .pool import parallel_pool_op
+from .pool import parallel_pool_op, tiled_max_pool_grad
 from .products import Dot22Into, XnorDot
 from .reductions import AbsSum, FastSum, Scale, fast_sum_eligible
 from .switch import is_enabled
@@ -151,11 +153,17 @@ class FuseBinarization(gof.Optimizer):
     @staticmethod
     def _parallel_pools(fgraph):
         """Max-pooling and its gradient with Theano's own OpenMP loop over images
-        and channels (the same results, bit for bit)."""
+        and channels, the gradient of pooling windows that tile the image as
+        :class:`~binary_net.theano_ext.pool.TiledMaxPoolGrad` (the same results,
+        bit for bit)."""
         if theano.config.cxx == '' or not openmp_supported():
             return
         for node in list(fgraph.apply_nodes):
             if node not in fgraph.apply_nodes:
+                continue
+            tiled = tiled_max_pool_grad(node)
+            if tiled is not None:
+                _replace(fgraph, [(node.outputs[0], tiled)])
                 continue
             new_op = parallel_pool_op(node.op)
             if new_op is None:
