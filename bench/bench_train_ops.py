@@ -23,6 +23,7 @@ import sys
 import time
 
 import machine
+from binary_net.argtypes import int_range
 
 POOLS = [('pool 128 @32', 128, 32), ('pool 256 @16', 256, 16), ('pool 512 @8', 512, 8)]
 
@@ -30,9 +31,9 @@ POOLS = [('pool 128 @32', 128, 32), ('pool 256 @16', 256, 16), ('pool 512 @8', 5
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--threads', type=int, default=2, help='OpenMP threads (default 2)')
-    p.add_argument('--repeat', type=int, default=20, help='timed calls per op (median)')
-    p.add_argument('--batch', type=int, default=50, help='images per batch (default 50)')
+    p.add_argument('--threads', type=int_range(1), default=2, help='OpenMP threads (default 2)')
+    p.add_argument('--repeat', type=int_range(1), default=20, help='timed calls per op (median)')
+    p.add_argument('--batch', type=int_range(1), default=50, help='images per batch (default 50)')
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -87,6 +88,7 @@ def main(argv=None):
     print(machine.describe_machine(flags=True, cores=True))
     print('load average before: %.2f' % os.getloadavg()[0])
     env = machine.thread_env(args.threads)
+    print('threads: %d' % args.threads)
     cmd = [sys.executable, os.path.abspath(__file__), '--worker', '--repeat', str(args.repeat),
            '--batch', str(args.batch)]
     code, _ = machine.run_child(cmd, env)
