@@ -17,9 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "xk_threads.h"
 
 #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VL__) \
     && defined(__AVX512BW__)
@@ -112,15 +110,6 @@ XK_EXPORT int xk_max_threads(void)
 #endif
 }
 
-static int resolve_threads(int nthreads)
-{
-#ifdef _OPENMP
-    return nthreads > 0 ? nthreads : omp_get_max_threads();
-#else
-    (void)nthreads;
-    return 1;
-#endif
-}
 
 /* ------------------------------------------------------------------------ */
 /* Packing signs                                                             */

@@ -26,6 +26,11 @@ split over OpenMP threads. ``$BINARY_NET_ISA`` (:mod:`~binary_net.kernels.isa`)
 may be set to ``avx2`` or ``portable`` to build a narrower path than the CPU allows
 (for testing and benchmarking); the default is ``native``.
 
+For training, :func:`sign_conv_grad_weights` and :func:`sign_conv_grad_inputs`
+(``csrc/amx_conv_grad.c``, :mod:`~binary_net.kernels.conv_grad`) compute the two
+gradients of a convolution with a +-1 operand on Intel AMX, exact products summed in
+float32 (:func:`amx_available` says where they run).
+
 The products return exact int32 results. Beside them, whole-layer functions
 apply XNOR-Net's scaling (K, alpha), the bias and a following batch norm or max
 pooling in float32 exactly as numpy does (same operations, same order; compiled
@@ -43,20 +48,23 @@ Modules: :mod:`~binary_net.kernels.build` (compiling, cache hardening),
 :mod:`~binary_net.kernels.operands` (argument checks),
 :mod:`~binary_net.kernels.ops` (packing, products, epilogues),
 :mod:`~binary_net.kernels.dense` and :mod:`~binary_net.kernels.conv` (layers with
-weights packed once). This package imports only numpy and the standard library.
+weights packed once), :mod:`~binary_net.kernels.conv_grad` (the AMX gradients). This package imports only numpy and the standard library.
 """
 
 from .build import KernelBuildError
 from .conv import PackedConv2D
+from .conv_grad import amx_available, sign_conv_grad_inputs, sign_conv_grad_weights
 from .dense import DenseChain, PackedDense
 from .isa import ISAS, use_isa
 from .library import get_num_threads, kernel_info, set_num_threads
 from .ops import (batch_norm_pack_channels, conv_epilogue, pack_channels_mean_abs, pack_signs,
                   pack_signs_mean_abs, xnor_matmul, xnor_matmul_reference)
-from .reference import pack_bits, unpack_bits
+from .reference import (conv_grad_inputs_reference, conv_grad_weights_reference, pack_bits,
+                        unpack_bits)
 
 __all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channels_mean_abs',
            'batch_norm_pack_channels', 'pack_bits', 'unpack_bits',
            'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense', 'DenseChain',
            'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
-           'ISAS']
+           'ISAS', 'amx_available', 'sign_conv_grad_weights', 'sign_conv_grad_inputs',
+           'conv_grad_weights_reference', 'conv_grad_inputs_reference']

@@ -2,7 +2,8 @@
 
 Part of :mod:`binary_net.kernels`, below the ctypes bindings
 (:mod:`binary_net.kernels.library`), which call :func:`build` the first time a code
-path is used. ``csrc/xnor_kernels.c`` (and the headers it includes) is compiled with
+path is used. ``csrc/xnor_kernels.c`` (and the headers it includes) and
+``csrc/amx_conv_grad.c`` (the AMX convolution gradients of training) are compiled with
 ``gcc -O3 -march=native -fopenmp -shared -fPIC`` (falling back to flags without
 ``-march=native`` and/or ``-fopenmp`` where the compiler refuses them) into
 ``$BINARY_NET_CACHE`` or else ``~/.cache/binary_net`` (created with mode 0700; a
@@ -22,17 +23,19 @@ import tempfile
 
 from .isa import ISA_FLAGS
 
-__all__ = ['KernelBuildError', 'COMPILER', 'CSRC', 'SOURCE', 'build', 'compiler_command',
-           'discard']
+__all__ = ['KernelBuildError', 'COMPILER', 'CSRC', 'SOURCE', 'SOURCES', 'build',
+           'compiler_command', 'discard']
 
 
 class KernelBuildError(RuntimeError):
     """The C kernels could not be compiled or loaded (e.g. no C compiler)."""
 
 
-#: The C sources: ``binary_net/csrc``, and the file compiled (it includes the headers).
+#: The C sources: ``binary_net/csrc``, the main file (it includes the headers), and
+#: every file compiled into the one library.
 CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'csrc')
 SOURCE = os.path.join(CSRC, 'xnor_kernels.c')
+SOURCES = (SOURCE, os.path.join(CSRC, 'amx_conv_grad.c'))
 
 #: Compiler command as a list (e.g. ``['gcc']``); None means ``$CC`` or ``gcc``.
 COMPILER = None
@@ -189,7 +192,7 @@ def build(isa):
         fd, tmp = tempfile.mkstemp(prefix='.xnor_kernels-', suffix='.so', dir=cache)
         os.close(fd)
         try:
-            proc = subprocess.run(cc + flags + ['-o', tmp, SOURCE],
+            proc = subprocess.run(cc + flags + ['-o', tmp] + list(SOURCES),
                                   capture_output=True, text=True, timeout=600)
             if proc.returncode == 0:
                 os.chmod(tmp, 0o755)    # whatever the umask: never writable by others
@@ -207,10 +210,10 @@ def build(isa):
 
 
 def source_bytes():
-    """The bytes the library is built from: the source, then each header of
+    """The bytes the library is built from: the sources, then each header of
     ``csrc`` (so that a change to a header builds a new library)."""
     parts = []
-    for path in [SOURCE] + sorted(glob.glob(os.path.join(CSRC, '*.h'))):
+    for path in list(SOURCES) + sorted(glob.glob(os.path.join(CSRC, '*.h'))):
         with open(path, 'rb') as f:
             parts.append(f.read())
     return b'\0'.join(parts)

@@ -143,6 +143,11 @@ SIGNATURES = {
     'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT], None),
     'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
                           _P, _P, _P, _P, _INT], None),
+    # csrc/amx_conv_grad.c
+    'xk_amx_available': ([], _INT),
+    'xk_amx_workspace': ([_INT, _P, _INT], _I64),
+    'xk_amx_grad_weights': ([_P] * 5 + [_INT], _INT),
+    'xk_amx_grad_inputs': ([_P] * 5 + [_INT], _INT),
 }
 
 def get_library(isa=None):

@@ -1,4 +1,5 @@
-"""Numpy reference kernels: the bit packing of signs, and popcounts of packed words.
+"""Numpy reference kernels: the bit packing of signs, popcounts of packed words, and
+the two gradients of a convolution (float64).
 
 Part of :mod:`binary_net.kernels`, beside the C kernels it defines the layout of
 (as Larq Compute Engine keeps a reference kernel beside each optimized one). Pure
@@ -11,7 +12,8 @@ bitorder='little')`` zero-padded to a multiple of 8.
 """
 import numpy as np
 
-__all__ = ['words_for', 'pack_bits', 'unpack_bits', 'popcount_words']
+__all__ = ['words_for', 'pack_bits', 'unpack_bits', 'popcount_words',
+           'conv_grad_weights_reference', 'conv_grad_inputs_reference']
 
 
 def words_for(n):
@@ -81,3 +83,42 @@ def popcount_words(p):
     p = np.ascontiguousarray(p, dtype=np.uint64)
     bits = np.unpackbits(p.view(np.uint8).reshape(p.shape + (8,)), axis=-1)
     return bits.sum(axis=-1, dtype=np.int64)
+
+
+def conv_grad_weights_reference(x, gz, kernel_size, pad):
+    """The weight gradient of a stride-1 cross-correlation, in float64 (numpy).
+
+    ``gw[f, c, i, j] = sum over n, oh, ow of xpad[n, c, oh + i, ow + j] * gz[n, f, oh, ow]``,
+    ``xpad`` being ``x`` (N, C, H, W) zero-padded by ``pad`` = (ph, pw) on each side:
+    Theano's ``CorrMM_gradWeights``. The reference of
+    :func:`binary_net.kernels.sign_conv_grad_weights`.
+    """
+    kh, kw = kernel_size
+    ph, pw = pad
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    gz = np.asarray(gz, np.float64)
+    oh, ow = gz.shape[2:]
+    out = np.empty((gz.shape[1], xp.shape[1], kh, kw))
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i, j] = np.einsum('nchw,nfhw->fc', xp[:, :, i:i + oh, j:j + ow], gz)
+    return out
+
+
+def conv_grad_inputs_reference(w, gz, pad):
+    """The input gradient of a stride-1 cross-correlation, in float64 (numpy).
+
+    ``gx[n, c, h, w] = sum over f, i, j of w[f, c, i, j] * gz[n, f, h + ph - i, w + pw - j]``
+    (terms outside ``gz`` left out), for weights ``w`` (F, C, kh, kw): Theano's
+    ``CorrMM_gradInputs``. The reference of :func:`binary_net.kernels.sign_conv_grad_inputs`.
+    """
+    w = np.asarray(w, np.float64)
+    gz = np.asarray(gz, np.float64)
+    _, _, kh, kw = w.shape
+    ph, pw = pad
+    n, _, oh, ow = gz.shape
+    gxp = np.zeros((n, w.shape[1], oh + kh - 1, ow + kw - 1))
+    for i in range(kh):
+        for j in range(kw):
+            gxp[:, :, i:i + oh, j:j + ow] += np.einsum('fc,nfhw->nchw', w[:, :, i, j], gz)
+    return gxp[:, :, ph:gxp.shape[2] - ph, pw:gxp.shape[3] - pw]

@@ -58,7 +58,8 @@ from ..threads import prefer_sleeping_threads
 prefer_sleeping_threads()
 
 from .conv import (ParallelCorrMM, ParallelCorrMMGradInputs,  # noqa: E402
-                   ParallelCorrMMGradWeights, XnorCorr)
+                   ParallelCorrMMGradWeights, SignCorrGradInputs, SignCorrGradWeights,
+                   XnorCorr)
 from .elemwise import FastElemwise  # noqa: E402
 from .mode import function, fused_mode  # noqa: E402
 from .pool import ParallelMaxPoolGrad, ParallelPool, TiledMaxPoolGrad  # noqa: E402
@@ -69,6 +70,7 @@ from .switch import enabled, is_enabled, set_enabled  # noqa: E402
 
 __all__ = ['function', 'fused_mode', 'FUSED_TAG', 'enabled', 'is_enabled', 'set_enabled',
            'AbsSum', 'FastSum', 'Scale', 'Dot22Into', 'XnorDot', 'ParallelCorrMM',
-           'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs', 'XnorCorr', 'FastElemwise',
+           'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs', 'XnorCorr',
+           'SignCorrGradWeights', 'SignCorrGradInputs', 'FastElemwise',
            'ParallelPool', 'ParallelMaxPoolGrad', 'TiledMaxPoolGrad',
            'FuseBinarization', 'FastElemwiseRewrite']

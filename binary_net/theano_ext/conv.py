@@ -6,7 +6,10 @@ ops with OpenMP over the images of the batch and a single-threaded GEMM per imag
 (:class:`ParallelCorrMM` and its gradient twins: Theano's own C, an op unequal to
 the serial one), and a binary convolution's forward product
 ``CorrMM(sign(x), flip(sign(W)))`` as :class:`XnorCorr`, the popcount convolution
-of :mod:`binary_net.kernels` (exact integers).
+of :mod:`binary_net.kernels` (exact integers). Where Intel AMX runs
+(:func:`binary_net.kernels.amx_available`), the two gradients of that product, each
+with a +-1 operand, are :class:`SignCorrGradWeights` and :class:`SignCorrGradInputs`:
+exact products summed in float32 in another order than the GEMM's.
 """
 import theano.tensor as T
 from theano import gof
@@ -16,7 +19,8 @@ from .. import kernels
 from .cop import FLOAT_DTYPES
 
 __all__ = ['ParallelCorrMM', 'ParallelCorrMMGradWeights', 'ParallelCorrMMGradInputs',
-           'CORR_OPS', 'XnorCorr', 'xnor_corr_geometry']
+           'CORR_OPS', 'XnorCorr', 'SignCorrGradWeights', 'SignCorrGradInputs',
+           'xnor_corr_geometry']
 
 
 class ParallelCorrMM(corr.CorrMM):
@@ -70,6 +74,70 @@ class XnorCorr(gof.Op):
         x, w = inputs
         conv = kernels.PackedConv2D(w, stride=self.stride, pad=self.pad)
         outputs[0][0] = conv.conv_signs(x)
+
+
+class _SignCorrGrad(gof.Op):
+    """A gradient of a stride-1 correlation with a +-1 operand, on AMX (the base of the
+    two ops below: ``pad`` and the float32 check)."""
+
+    __props__ = ('pad',)
+
+    def __init__(self, pad=(0, 0)):
+        self.pad = tuple(int(v) for v in pad)
+
+    def _node(self, signs, gz, broadcastable):
+        if signs.ndim != 4 or gz.ndim != 4 or signs.dtype != 'float32' \
+                or gz.dtype != 'float32':
+            raise TypeError('%s needs two 4-D float32 tensors' % type(self).__name__)
+        return gof.Apply(self, [signs, gz], [T.TensorType('float32', broadcastable)()])
+
+
+class SignCorrGradWeights(_SignCorrGrad):
+    """Theano's ``CorrMM_gradWeights`` (stride 1, padding ``pad``) for an input whose
+    entries are +1, -1 or 0, by :func:`binary_net.kernels.sign_conv_grad_weights`.
+
+    ``SignCorrGradWeights(pad)(x, gz)`` is the gradient of ``CorrMM(x, w)`` with
+    respect to ``w`` (F, C, kh, kw), the kernel size following from the shapes. The
+    products are exact (a +-1 times the three BF16 parts of a float); their float32
+    sum runs in another order than Theano's GEMM, the same on any thread count.
+    """
+
+    def make_node(self, x, gz):
+        x, gz = T.as_tensor_variable(x), T.as_tensor_variable(gz)
+        return self._node(x, gz, (gz.broadcastable[1], x.broadcastable[1], False, False))
+
+    def infer_shape(self, node, shapes):
+        (_, c, h, w), (_, f, oh, ow) = shapes
+        return [(f, c, h + 2 * self.pad[0] - oh + 1, w + 2 * self.pad[1] - ow + 1)]
+
+    def perform(self, node, inputs, outputs):
+        x, gz = inputs
+        kernel_size = tuple(x.shape[2 + k] + 2 * self.pad[k] - gz.shape[2 + k] + 1
+                            for k in range(2))
+        outputs[0][0] = kernels.sign_conv_grad_weights(x, gz, kernel_size, self.pad,
+                                                       out=outputs[0][0])
+
+
+class SignCorrGradInputs(_SignCorrGrad):
+    """Theano's ``CorrMM_gradInputs`` (stride 1, padding ``pad``) for weights whose
+    entries are +1, -1 or 0, by :func:`binary_net.kernels.sign_conv_grad_inputs`.
+
+    ``SignCorrGradInputs(pad)(w, gz)`` is the gradient of ``CorrMM(x, w)`` with
+    respect to ``x``; exact products, summed in float32 as for
+    :class:`SignCorrGradWeights`.
+    """
+
+    def make_node(self, w, gz):
+        w, gz = T.as_tensor_variable(w), T.as_tensor_variable(gz)
+        return self._node(w, gz, (gz.broadcastable[0], w.broadcastable[1], False, False))
+
+    def infer_shape(self, node, shapes):
+        (_, c, kh, kw), (n, _, oh, ow) = shapes
+        return [(n, c, oh + kh - 1 - 2 * self.pad[0], ow + kw - 1 - 2 * self.pad[1])]
+
+    def perform(self, node, inputs, outputs):
+        w, gz = inputs
+        outputs[0][0] = kernels.sign_conv_grad_inputs(w, gz, self.pad, out=outputs[0][0])
 
 
 def xnor_corr_geometry(op):

@@ -4,7 +4,7 @@ Part of :mod:`binary_net.theano_ext`, below the ops
 (:mod:`~binary_net.theano_ext.reductions`, :mod:`~binary_net.theano_ext.products`,
 :mod:`~binary_net.theano_ext.elemwise`). Each op's C lives in a ``.c`` file with
 Theano's ``#section`` markers, after the shared ``support.c``; the files and the
-header ``csrc/xnor_kernels.h`` they include (the packing and popcount product of
+headers of ``csrc/`` they include (``xnor_kernels.h``: the packing and popcount product of
 :mod:`binary_net.kernels`) are package data. The C is compiled and cached by
 Theano's ``cmodule`` machinery, with OpenMP where the compiler has it; the cache
 version hashes every file, so a change to the C never reuses a module compiled
@@ -35,7 +35,7 @@ def c_file(name):
 
 def _version():
     h = hashlib.sha1()
-    paths = sorted(glob.glob(os.path.join(C_DIR, '*.c'))) + [os.path.join(CSRC, 'xnor_kernels.h')]
+    paths = sorted(glob.glob(os.path.join(C_DIR, '*.c'))) + sorted(glob.glob(os.path.join(CSRC, '*.h')))
     for path in paths:
         with open(path, 'rb') as f:
             h.update(os.path.basename(path).encode() + b'\0' + f.read() + b'\0')

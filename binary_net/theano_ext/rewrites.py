@@ -30,7 +30,12 @@ imported.
   :class:`~binary_net.theano_ext.conv.ParallelCorrMM` and its two gradient
   twins, and a binary convolution's forward product
   ``CorrMM(sign(x), flip(sign(W)))`` becomes
-  :class:`~binary_net.theano_ext.conv.XnorCorr` (exact integers);
+  :class:`~binary_net.theano_ext.conv.XnorCorr` (exact integers), and where Intel
+  AMX runs (:func:`binary_net.kernels.amx_available`; ``BINARY_NET_AMX=0`` turns it
+  off) its two gradients, each with a +-1 operand, become
+  :class:`~binary_net.theano_ext.conv.SignCorrGradWeights` and
+  :class:`~binary_net.theano_ext.conv.SignCorrGradInputs` (exact products, another
+  summation order);
 * every other float64-accumulated ``Sum`` of a float tensor (batch norm's
   statistics and their gradients) becomes
   :class:`~binary_net.theano_ext.reductions.FastSum`, threaded, in a fixed order
@@ -57,7 +62,9 @@ from theano.tensor.elemwise import Elemwise, Sum
 from theano.tensor.nnet import corr
 
 from ..binarize import ScalarSign
-from .conv import CORR_OPS, XnorCorr, xnor_corr_geometry
+from .. import kernels
+from .conv import (CORR_OPS, SignCorrGradInputs, SignCorrGradWeights, XnorCorr,
+                   xnor_corr_geometry)
 from .cop import FLOAT_DTYPES, openmp_supported
 from .elemwise import FastElemwise, broadcast_groups, fast_elemwise_eligible
 from .pool import parallel_pool_op, tiled_max_pool_grad
@@ -88,6 +95,20 @@ def _is_binary(var):
     if isinstance(owner.op, AbsSum):
         return owner.op.with_sign and var.index == 0
     return _is_sign(owner)
+
+
+def _sign_corr_grad(node, geometry):
+    """The AMX op for a stride-1 float32 ``CorrMM`` gradient whose +-1 operand comes
+    from a sign (the input of a weight gradient, the weights of an input
+    gradient), else None."""
+    grads = {corr.CorrMM_gradWeights: SignCorrGradWeights,
+             corr.CorrMM_gradInputs: SignCorrGradInputs}
+    if type(node.op) not in grads or geometry is None or geometry[1] != (1, 1):
+        return None
+    signs, gz = node.inputs[:2]
+    if signs.dtype != 'float32' or gz.dtype != 'float32' or not _is_binary(signs):
+        return None
+    return grads[type(node.op)](geometry[0])
 
 
 def _abs_sum_pattern(node):
@@ -191,6 +212,7 @@ class FuseBinarization(gof.Optimizer):
         order, fixed for a given thread count)."""
         if not theano.config.blas.ldflags or theano.config.cxx == '':
             return
+        amx = None      # whether the AMX gradients run here, asked at the first one
         for node in list(fgraph.apply_nodes):
             if type(node.op) not in CORR_OPS or node not in fgraph.apply_nodes:
                 continue
@@ -200,6 +222,11 @@ class FuseBinarization(gof.Optimizer):
                     and all(_is_binary(v) for v in node.inputs)):
                 exact = T.cast(XnorCorr(*geometry)(*node.inputs), node.outputs[0].dtype)
                 if _replace(fgraph, [(node.outputs[0], exact)]):
+                    continue
+            sign_op = _sign_corr_grad(node, geometry)
+            if sign_op is not None:
+                amx = kernels.amx_available() if amx is None else amx
+                if amx and _replace(fgraph, [(node.outputs[0], sign_op(*node.inputs[:2]))]):
                     continue
             new_op = CORR_OPS[type(op)](border_mode=op.border_mode, subsample=op.subsample,
                                         filter_dilation=op.filter_dilation,
