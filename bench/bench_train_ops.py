@@ -63,7 +63,8 @@ def conv_pairs(batch, rng):
         w = np.sign(rng.randn(f, c, 3, 3)).astype('float32')
         gz = (rng.randn(batch, f, side, side) * 1e-3).astype('float32')
         gw_theirs = theano_ext.ParallelCorrMMGradWeights(border_mode=(1, 1))(A, Gz, shape=(3, 3))
-        gx_theirs = theano_ext.ParallelCorrMMGradInputs(border_mode=(1, 1))(A, Gz, shape=(side, side))
+        gx_theirs = theano_ext.ParallelCorrMMGradInputs(border_mode=(1, 1))(
+            A, Gz, shape=(side, side))
         for name, theirs, ours, a in [
                 ('gradW %d->%d @%d' % (c, f, side), gw_theirs,
                  theano_ext.SignCorrGradWeights((1, 1))(A, Gz), x),

@@ -329,7 +329,8 @@ def report(results, args):
     from binary_net import kernels
     print('gradients of the binary convolutions: %s' % (
         'Intel AMX (binary_net.kernels.conv_grad; BINARY_NET_AMX=0 turns it off)'
-        if kernels.amx_available() else 'Theano\'s CorrMM gradients (no AMX here, or BINARY_NET_AMX=0)'))
+        if kernels.amx_available()
+        else 'Theano\'s CorrMM gradients (no AMX here, or BINARY_NET_AMX=0)'))
     try:
         load = os.getloadavg()[0]
         print('load average before: %.2f' % results['_load_before'])

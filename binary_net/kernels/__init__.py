@@ -48,7 +48,8 @@ Modules: :mod:`~binary_net.kernels.build` (compiling, cache hardening),
 :mod:`~binary_net.kernels.operands` (argument checks),
 :mod:`~binary_net.kernels.ops` (packing, products, epilogues),
 :mod:`~binary_net.kernels.dense` and :mod:`~binary_net.kernels.conv` (layers with
-weights packed once), :mod:`~binary_net.kernels.conv_grad` (the AMX gradients). This package imports only numpy and the standard library.
+weights packed once), :mod:`~binary_net.kernels.conv_grad` (the AMX gradients).
+This package imports only numpy and the standard library.
 """
 
 from .build import KernelBuildError

@@ -125,7 +125,8 @@ def sign_conv_grad_weights(x, gz, kernel_size, pad=0, out=None):
         raise ValueError('gz of shape %s does not fit x %s, kernel %dx%d, pad %s'
                          % (gz.shape, x.shape, kh, kw, (ph, pw)))
     out = _output(out, (gz.shape[1], c, kh, kw))
-    if ph >= kh or pw >= kw or not _run(_GRAD_WEIGHTS, x, gz, out, (n, c, h, w, gz.shape[1], kh, kw, ph, pw)):
+    dims = (n, c, h, w, gz.shape[1], kh, kw, ph, pw)
+    if ph >= kh or pw >= kw or not _run(_GRAD_WEIGHTS, x, gz, out, dims):
         out[...] = conv_grad_weights_reference(x, gz, (kh, kw), (ph, pw))
     return out
 

@@ -35,7 +35,8 @@ def c_file(name):
 
 def _version():
     h = hashlib.sha1()
-    paths = sorted(glob.glob(os.path.join(C_DIR, '*.c'))) + sorted(glob.glob(os.path.join(CSRC, '*.h')))
+    paths = (sorted(glob.glob(os.path.join(C_DIR, '*.c')))
+             + sorted(glob.glob(os.path.join(CSRC, '*.h'))))
     for path in paths:
         with open(path, 'rb') as f:
             h.update(os.path.basename(path).encode() + b'\0' + f.read() + b'\0')
