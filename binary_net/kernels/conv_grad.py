@@ -89,8 +89,10 @@ def _run(which, a, gz, out, dims):
                 ws.ctypes.data, threads)
     if status == -2:
         return False
-    if status != 0:
+    if status == -3:
         raise MemoryError('the AMX convolution gradient could not allocate its buffers')
+    if status != 0:     # -1: dimensions the checks above should have refused
+        raise ValueError('the AMX convolution gradient refused dimensions %s' % (dims,))
     return True
 
 
