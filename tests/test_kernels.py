@@ -179,6 +179,28 @@ def test_fast_product_equals_reference_kernel(isa, threads, M, n, N):
         np.testing.assert_array_equal(K.xnor_matmul(a, b, n), ref)
 
 
+@pytest.mark.parametrize('n', [8, 64 * 3, 31 * 8, 32 * 8, 62 * 8 + 64, 4096,
+                               64 * 1023 + 1, 64 * 1100 + 7])
+@pytest.mark.parametrize('M,N', [(1, 33), (7, 32), (13, 70)])
+def test_xnor_matmul_extreme_counts(isa, threads, M, n, N):
+    """Every bit pair different, every one equal, and one row of each against a
+    mixture, so that every byte, 16-bit and int32 total of the kernels reaches its
+    largest value: blocks of 31 bytes, 16-bit totals widened past 65,472 bits (the
+    AVX2 lookup tables), odd word counts, partial panels and tiles."""
+    rng = np.random.default_rng(n + M + N)
+    a = np.where(rng.random((M, n)) < 0.5, 1.0, -1.0).astype(np.float32)
+    a[0], a[-1] = 1.0, -1.0            # (M = 1: the single row is all -1)
+    b = np.where(rng.random((N, n)) < 0.5, 1.0, -1.0).astype(np.float32)
+    b[0], b[-1] = 1.0, -1.0
+    b[N // 2] = a[0]
+    expected = sgn(a) @ sgn(b).T
+    assert expected[-1, 0] == -n and expected[-1, -1] == n and expected[0, N // 2] == n
+    ap, bp = K.pack_signs(a), K.pack_signs(b)
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        np.testing.assert_array_equal(K.xnor_matmul(ap, bp, n), expected)
+
+
 def test_xnor_matmul_ignores_bits_past_n():
     rng = np.random.default_rng(3)
     a = signed_data(rng, (6, 70))

@@ -15,21 +15,27 @@
  *
  * Matrix product ("gemm"): C[i, j] = n - 2 * popcount(A[i, :] ^ B[j, :]).
  * A is row-major (M rows of W words, row stride lda). B is pre-arranged in
- * "panels" of XK_NR columns: panel p holds words [w][c] = B[p*NR + c, w] at
- * P + (p*W + w)*NR + c, zero for columns past N. The micro-kernel broadcasts one
- * word of each of XK_MR rows of A and XORs it with the NR words of one panel
- * row, so every lane of a vector belongs to one output element and no
- * horizontal reduction is ever needed; each loaded word is reused MR or NR times.
+ * "panels" of XK_NR columns (xk_pack_panels): panel p holds words [w][c] =
+ * B[p*NR + c, w] at P + (p*W + w)*NR + c, zero for columns past N. The
+ * micro-kernel broadcasts one word of each of XK_MR rows of A and XORs it with the
+ * NR words of one panel row, so every lane of a vector belongs to one output element
+ * and no horizontal reduction is ever needed; each loaded word is reused MR or NR
+ * times. The AVX2 path's products arrange their panels by bytes instead (byte q of
+ * column c at byte q*32 + c) and count with lookup tables of A's nibbles; its
+ * convolution keeps word panels of 8 columns (XK_WNR).
  *
- * Three code paths, chosen at compile time, give bit-identical results:
+ * Code paths, chosen at compile time, give bit-identical results:
  *   - AVX-512 with VPOPCNTDQ: XOR, VPOPCNTQ, VPADDQ on 512-bit vectors, 4x32 tile
  *     (3 vector operations per 512 bits).
- *   - AVX2, rows shorter than 48 words: Mula's nibble lookup (two VPSHUFB) with
- *     byte accumulators flushed into 64-bit lanes with VPSADBW at most every 31
- *     words, 3x8 tile (8 operations per 256 bits).
- *   - AVX2, rows of 48 words or more: Harley-Seal carry-save adders over groups
- *     of 4 words, only the weight-4 carries go through the lookup, 1x8 tile
- *     (about 6.5 operations per 256 bits).
+ *   - AVX2 products: for each byte of A two 16-entry tables, popcount(nibble ^ x),
+ *     against the nibbles of one byte of 32 columns: two VPSHUFB and two byte
+ *     additions per 256 bits and row, 6x32 tile (about 4.5 operations per 256 bits
+ *     with the nibble split of the panel shared by the tile's rows).
+ *   - AVX2 convolution, rows shorter than 48 words: Mula's nibble lookup (two
+ *     VPSHUFB) with byte accumulators flushed into 64-bit lanes with VPSADBW at most
+ *     every 31 words, 3x8 tile (8 operations per 256 bits); rows of 48 words or
+ *     more: Harley-Seal carry-save adders over groups of 4 words, only the weight-4
+ *     carries go through the lookup, 1x8 tile (about 6.5 operations per 256 bits).
  *   - aarch64 with NEON: EOR, CNT (vcntq_u8) and pairwise adds, 4x8 tile.
  *   - portable: __builtin_popcountll, 4x8 tile.
  *
@@ -68,6 +74,39 @@
 #define XK_DENSE_PACK_FIRST (1 << 20)
 #endif
 
+/* One block of xk_dense: rows packed rows (buf) times every panel into out. The
+ * word paths meanwhile prefetch the next block's floats (next, nbytes; next NULL:
+ * none) a few lines per word step; tab: XK_TAB_SCRATCH(W) bytes for the AVX2 path. */
+static void dense_block(const uint64_t *buf, int64_t rows, int64_t W, const uint64_t *P,
+                        int64_t N, int64_t K, int32_t *out, int64_t ldc, const char *next,
+                        int64_t nbytes, uint8_t *tab)
+{
+#if defined(XK_PATH_AVX2)
+    (void)next;
+    (void)nbytes;
+    range_product(buf, W, rows, P, W, N, K, 0, N, out, ldc, tab);
+#else
+    (void)tab;
+    int64_t np = (N + XK_NR - 1) / XK_NR;
+    xk_prefetch pf = {NULL, NULL, 0, 0};
+    if (next) {
+        int64_t lines = (nbytes + 63) / 64, steps = 0;
+        for (int64_t i = 0; i < rows; i += XK_MR)
+            steps += tile_steps(rows - i < XK_MR ? rows - i : XK_MR, W);
+        steps *= np;
+        pf.p = next;
+        pf.end = next + nbytes;
+        pf.per_step = steps > 0 ? (lines + steps - 1) / steps : lines;
+    }
+    for (int64_t p = 0; p < np; p++) {
+        int64_t j0 = p * XK_NR, ncols = N - j0 < XK_NR ? N - j0 : XK_NR;
+        for (int64_t i = 0; i < rows; i += XK_MR)
+            tile(buf + i * W, W, rows - i < XK_MR ? rows - i : XK_MR, P + p * W * XK_NR, W, K,
+                 out + i * ldc + j0, ldc, ncols, NULL, pf.p ? &pf : NULL);
+    }
+#endif
+}
+
 #define DEFINE_DENSE(SUFFIX, T)                                                          \
 XK_EXPORT int xk_dense_##SUFFIX(const T *x, int64_t M, int64_t K, const uint64_t *P,     \
                                 int64_t N, int32_t *out, int64_t ldc, int nthreads)      \
@@ -79,17 +118,17 @@ XK_EXPORT int xk_dense_##SUFFIX(const T *x, int64_t M, int64_t K, const uint64_t
         uint64_t *xp = (uint64_t *)malloc((size_t)(M * (W > 0 ? W : 1)) * 8);            \
         if (!xp) return -1;                                                              \
         xk_pack_##SUFFIX(x, M, K, 1, xp, nthreads);                                      \
-        xk_gemm(xp, M, W, W, P, N, K, out, ldc, nthreads);                               \
+        int status = xk_gemm(xp, M, W, W, P, N, K, out, ldc, nthreads);                  \
         free(xp);                                                                        \
-        return 0;                                                                        \
+        return status;                                                                   \
     }                                                                                    \
     int64_t rb = XK_DENSE_BLOCK / (row_bytes > 0 ? row_bytes : 1);                       \
     /* every block streams all panels once: with big weights, take more rows */          \
     if (rb < np * W * XK_NR / 8192) rb = np * W * XK_NR / 8192;                          \
-    if (rb < 2 * XK_MR) rb = 2 * XK_MR;                                                  \
-    rb = (rb / XK_MR) * XK_MR;                                                           \
+    if (rb < 2 * XK_PR) rb = 2 * XK_PR;                                                  \
+    rb = (rb / XK_PR) * XK_PR;                                                           \
     int nt = resolve_threads(nthreads);                                                  \
-    if (rb * nt > M) rb = ((M + nt - 1) / nt + XK_MR - 1) / XK_MR * XK_MR;               \
+    if (rb * nt > M) rb = ((M + nt - 1) / nt + XK_PR - 1) / XK_PR * XK_PR;               \
     if (rb < 1) rb = 1;                                                                  \
     int64_t nblk = (M + rb - 1) / rb;                                                    \
     int64_t cb = nblk / (4 * (int64_t)nt);                                               \
@@ -102,6 +141,12 @@ XK_EXPORT int xk_dense_##SUFFIX(const T *x, int64_t M, int64_t K, const uint64_t
     _Pragma("omp parallel num_threads(nt) if(big)")                                      \
     {                                                                                    \
         uint64_t *buf = (uint64_t *)malloc((size_t)(rb * (W > 0 ? W : 1)) * 8);          \
+        size_t scratch = XK_TAB_SCRATCH(W);                                              \
+        uint8_t *tab = scratch ? (uint8_t *)malloc(scratch) : NULL;                      \
+        if (scratch && !tab) {                                                           \
+            free(buf);                                                                   \
+            buf = NULL;                                                                  \
+        }                                                                                \
         if (!buf) {                                                                      \
             _Pragma("omp atomic write")                                                  \
             failed = 1;                                                                  \
@@ -115,28 +160,17 @@ XK_EXPORT int xk_dense_##SUFFIX(const T *x, int64_t M, int64_t K, const uint64_t
             int64_t i0 = b * rb, rows = M - i0 < rb ? M - i0 : rb;                       \
             for (int64_t i = 0; i < rows; i++)                                           \
                 pack_row_##SUFFIX(x + (i0 + i) * K, K, buf + i * W);                     \
-            xk_prefetch pf = {NULL, NULL, 0, 0};                                         \
+            const char *next = NULL;                                                     \
+            int64_t nbytes = 0;                                                          \
             if (b + 1 < b1) {                                                            \
-                int64_t nrows = M - (i0 + rb) < rb ? M - (i0 + rb) : rb;                 \
-                int64_t lines = (nrows * row_bytes + 63) / 64;                           \
-                int64_t steps = 0;                                                       \
-                for (int64_t i = 0; i < rows; i += XK_MR)                                \
-                    steps += tile_steps(rows - i < XK_MR ? rows - i : XK_MR, W);         \
-                steps *= np;                                                             \
-                pf.p = (const char *)(x + (i0 + rb) * K);                                \
-                pf.end = pf.p + nrows * row_bytes;                                       \
-                pf.per_step = steps > 0 ? (lines + steps - 1) / steps : lines;           \
+                next = (const char *)(x + (i0 + rb) * K);                                \
+                nbytes = (M - (i0 + rb) < rb ? M - (i0 + rb) : rb) * row_bytes;          \
             }                                                                            \
-            for (int64_t p = 0; p < np; p++) {                                           \
-                int64_t j0 = p * XK_NR, ncols = N - j0 < XK_NR ? N - j0 : XK_NR;         \
-                for (int64_t i = 0; i < rows; i += XK_MR)                                \
-                    tile(buf + i * W, W, rows - i < XK_MR ? rows - i : XK_MR,            \
-                         P + p * W * XK_NR, W, K, out + (i0 + i) * ldc + j0, ldc, ncols, \
-                         NULL, pf.p ? &pf : NULL);                                       \
-            }                                                                            \
+            dense_block(buf, rows, W, P, N, K, out + i0 * ldc, ldc, next, nbytes, tab);  \
           }                                                                              \
         }                                                                                \
         free(buf);                                                                       \
+        free(tab);                                                                       \
     }                                                                                    \
     return failed ? -1 : 0;                                                              \
 }
@@ -154,10 +188,10 @@ static void gather_panel(const uint64_t *x_img, int64_t H, int64_t Wd, int64_t W
                          int64_t OHW, int64_t q0, uint64_t *panel)
 {
     int64_t K = fh * fw * Wc;
-    for (int c = 0; c < XK_NR; c++) {
+    for (int c = 0; c < XK_WNR; c++) {
         int64_t q = q0 + c;
         if (q >= OHW) {
-            for (int64_t k = 0; k < K; k++) panel[k * XK_NR + c] = 0;
+            for (int64_t k = 0; k < K; k++) panel[k * XK_WNR + c] = 0;
             continue;
         }
         int64_t oh = q / OW, ow = q % OW, k = 0;
@@ -167,9 +201,9 @@ static void gather_panel(const uint64_t *x_img, int64_t H, int64_t Wd, int64_t W
                 int64_t iw = ow * sw - pw + j;
                 if (ih >= 0 && ih < H && iw >= 0 && iw < Wd) {
                     const uint64_t *src = x_img + (ih * Wd + iw) * Wc;
-                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_NR + c] = src[g];
+                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_WNR + c] = src[g];
                 } else {
-                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_NR + c] = 0;
+                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_WNR + c] = 0;
                 }
             }
         }
@@ -210,7 +244,7 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
     int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
     if (N <= 0 || F <= 0 || OH <= 0 || OW <= 0) return 0;
     int64_t OHW = OH * OW, K = fh * fw * Wc;
-    int64_t npi = (OHW + XK_NR - 1) / XK_NR;                          /* panels per image */
+    int64_t npi = (OHW + XK_WNR - 1) / XK_WNR;                          /* panels per image */
     int64_t gpi = (npi + XK_CONV_GROUP - 1) / XK_CONV_GROUP;          /* groups per image */
     int64_t ntask = N * gpi;
     int64_t fb = 2 * XK_MR;       /* filter rows per pass: few output planes at a time */
@@ -220,7 +254,7 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
     (void)nt; (void)big;
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
-        size_t pwords = (size_t)(K > 0 ? K : 1) * XK_NR;
+        size_t pwords = (size_t)(K > 0 ? K : 1) * XK_WNR;
         uint64_t *panels = (uint64_t *)malloc(XK_CONV_GROUP * pwords * sizeof(uint64_t));
         if (!panels) {
             _Pragma("omp atomic write")
@@ -234,18 +268,18 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
             const uint64_t *x_img = xp + img * H * Wd * Wc;
             for (int64_t g = 0; g < ng; g++)
                 gather_panel(x_img, H, Wd, Wc, fh, fw, sh, sw, ph, pw, OW, OHW,
-                             (p0 + g) * XK_NR, panels + g * pwords);
+                             (p0 + g) * XK_WNR, panels + g * pwords);
             /* Filter blocks outside, panels inside, so that few output planes
              * (often exactly 4 KiB apart) are written at a time. */
             int32_t *o = out + img * F * OHW;
             for (int64_t f0 = 0; f0 < F; f0 += fb) {
                 int64_t rows = F - f0 < fb ? F - f0 : fb;
                 for (int64_t g = 0; g < ng; g++) {
-                    int64_t q0 = (p0 + g) * XK_NR, ncols = OHW - q0 < XK_NR ? OHW - q0 : XK_NR;
+                    int64_t q0 = (p0 + g) * XK_WNR, ncols = OHW - q0 < XK_WNR ? OHW - q0 : XK_WNR;
                     int64_t k = pidx ? pidx[p0 + g] : -1;
                     tile(wk + f0 * K, K, rows, panels + g * pwords, K, nbits,
                          o + f0 * OHW + q0, OHW, ncols,
-                         k >= 0 ? pcorr + (k * F + f0) * XK_NR : NULL, NULL);
+                         k >= 0 ? pcorr + (k * F + f0) * XK_WNR : NULL, NULL);
                 }
             }
         }
@@ -359,17 +393,24 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
                             uint64_t *yp, float *Ky, int nthreads)
 {
     if (M <= 0 || N <= 0) return 0;
-    int64_t ncb = (N + XK_CB - 1) / XK_CB, nwy = ncb;
+    int64_t ncb = (N + XK_CB - 1) / XK_CB, nwy = ncb, mc, cbr;
     int nt = resolve_threads(nthreads);
-    int64_t mc = choose_mc(M, ncb, W, nt);
+    choose_tasks(M, N, W, nt, &mc, &cbr);
     if (mc > 64) mc = 64;            /* a block's int32 results stay in L1 */
-    int64_t nmb = (M + mc - 1) / mc, ntask = nmb * ncb;
+    int64_t nmb = (M + mc - 1) / mc, ncr = (ncb + cbr - 1) / cbr, ntask = nmb * ncr;
+    int64_t ldp = cbr * XK_CB;       /* columns of a task's results */
     int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
     int failed = 0;
     (void)big;
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
-        int32_t *prod = (int32_t *)malloc((size_t)mc * XK_CB * sizeof(int32_t));
+        int32_t *prod = (int32_t *)malloc((size_t)mc * ldp * sizeof(int32_t));
+        size_t scratch = XK_TAB_SCRATCH(W);
+        uint8_t *tab = scratch ? (uint8_t *)malloc(scratch) : NULL;
+        if (scratch && !tab) {
+            free(prod);
+            prod = NULL;
+        }
         if (!prod) {
             _Pragma("omp atomic write")
             failed = 1;
@@ -377,14 +418,14 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
         _Pragma("omp for schedule(dynamic, 1)")
         for (int64_t t = 0; t < ntask; t++) {
             if (!prod) continue;
-            int64_t i0 = (t / ncb) * mc, j0 = (t % ncb) * XK_CB;
-            int64_t rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < XK_CB ? N - j0 : XK_CB;
+            int64_t i0 = (t / ncr) * mc, j0 = (t % ncr) * ldp;
+            int64_t rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < ldp ? N - j0 : ldp;
             if (W > 0)
-                block_product(xp + i0 * W, W, rows, P, W, N, n, j0, prod, XK_CB);
+                range_product(xp + i0 * W, W, rows, P, W, N, n, j0, j0 + cols, prod, ldp, tab);
             else
-                for (int64_t k = 0; k < rows * XK_CB; k++) prod[k] = (int32_t)n;
+                for (int64_t k = 0; k < rows * ldp; k++) prod[k] = (int32_t)n;
             for (int64_t i = 0; i < rows; i++) {
-                const int32_t *pi = prod + i * XK_CB;
+                const int32_t *pi = prod + i * ldp;
                 float *zi = z + (i0 + i) * N + j0;
                 float ki = (flags & XK_SCALE_INPUT) ? K[i0 + i] : 1.0f;
                 if (flags & XK_BIAS_BEFORE) {
@@ -411,6 +452,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
             }
         }
         free(prod);
+        free(tab);
         if (scale && Ky) {
             _Pragma("omp for schedule(static)")
             for (int64_t i = 0; i < M; i++) Ky[i] = mean_abs_row(y + i * N, N);

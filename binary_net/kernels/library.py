@@ -65,7 +65,8 @@ class Library:
         except OSError as exc:
             raise KernelBuildError('could not load %s: %s' % (path, exc)) from None
         lib.xk_isa.restype = ctypes.c_char_p
-        for name in ('xk_panel_width', 'xk_tile_rows', 'xk_openmp', 'xk_max_threads'):
+        for name in ('xk_panel_width', 'xk_conv_panel_width', 'xk_tile_rows', 'xk_openmp',
+                     'xk_max_threads'):
             getattr(lib, name).restype = _INT
             getattr(lib, name).argtypes = []
         for name in ('xk_pack_f32', 'xk_pack_f64'):
@@ -74,7 +75,7 @@ class Library:
         lib.xk_pack_panels.argtypes = [_P, _I64, _I64, _I64, _P, _INT]
         lib.xk_pack_panels.restype = None
         lib.xk_gemm.argtypes = [_P, _I64, _I64, _I64, _P, _I64, _I64, _P, _I64, _INT]
-        lib.xk_gemm.restype = None
+        lib.xk_gemm.restype = _INT
         for name in ('xk_dense_f32', 'xk_dense_f64'):
             getattr(lib, name).argtypes = [_P, _I64, _I64, _P, _I64, _P, _I64, _INT]
             getattr(lib, name).restype = _INT
@@ -86,6 +87,7 @@ class Library:
         self.flags = flags
         self.isa = lib.xk_isa().decode()
         self.nr = lib.xk_panel_width()
+        self.conv_nr = lib.xk_conv_panel_width()
         self.mr = lib.xk_tile_rows()
         self.openmp = bool(lib.xk_openmp())
 
@@ -116,8 +118,10 @@ class Library:
             if words == 0:
                 out.fill(n)
             else:
-                self.lib.xk_gemm(a.ctypes.data, m, words, a.strides[0] // 8, panels.ctypes.data,
-                                 n_cols, n, out.ctypes.data, n_cols, nthreads)
+                if self.lib.xk_gemm(a.ctypes.data, m, words, a.strides[0] // 8,
+                                    panels.ctypes.data, n_cols, n, out.ctypes.data, n_cols,
+                                    nthreads) != 0:
+                    raise MemoryError('xnor kernels: out of memory')
         return out
 
 
@@ -178,13 +182,16 @@ def kernel_info():
     dict
         ``isa`` (code path: 'avx512-vpopcntdq', 'avx2' or 'portable'), ``path``
         of the shared library, ``flags`` used, ``openmp`` (bool),
-        ``panel_width`` and ``tile_rows`` of the micro-kernel, and
+        ``panel_width`` (columns per panel of the products), ``conv_panel_width``
+        (output pixels per panel of the convolution), ``tile_rows`` (rows per tile
+        of the products), and
         ``num_threads`` (what the kernels currently use).
     """
     lib = get_library()
     return {'isa': lib.isa, 'path': lib.path, 'flags': ' '.join(lib.flags),
             'compiler': ' '.join(compiler_command()), 'openmp': lib.openmp,
-            'panel_width': lib.nr, 'tile_rows': lib.mr, 'num_threads': get_num_threads()}
+            'panel_width': lib.nr, 'conv_panel_width': lib.conv_nr, 'tile_rows': lib.mr,
+            'num_threads': get_num_threads()}
 
 
 def set_num_threads(n):

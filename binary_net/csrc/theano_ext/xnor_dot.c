@@ -54,7 +54,9 @@ int APPLY_SPECIFIC(bn_xnor_dot)(PyArrayObject* a, PyArrayObject* b, PyArrayObjec
         BN_XK_PACK((const DTYPE_INPUT_0*)PyArray_DATA(ac), m, k, 1, abits, bn_threads_for(m * k));
         BN_XK_PACK((const DTYPE_INPUT_0*)PyArray_DATA(bc), 1, k, n, bbits, bn_threads_for(k * n));
         xk_pack_panels(bbits, n, kw, kw, panels, bn_threads_for(n * kw));
-        xk_gemm(abits, m, kw, kw, panels, n, k, prod, n, bn_threads_for(m * n * kw));
+        if (xk_gemm(abits, m, kw, kw, panels, n, k, prod, n, bn_threads_for(m * n * kw))) {
+            free(bits); PyErr_NoMemory(); Py_DECREF(ac); Py_DECREF(bc); return -1;
+        }
         for (npy_intp i = 0; i < m * n; ++i) out[i] = (DTYPE_OUTPUT_0)prod[i];
     }
     free(bits);
