@@ -275,6 +275,8 @@ CONV_CASES = [  # N, C, H, W, F, fh, fw, stride, pad
     (5, 3, 10, 10, 33, 2, 5, (2, 3), (1, 2)),
     (1, 2, 3, 3, 2, 3, 3, (1, 1), (2, 2)),          # some windows see only padding
     (2, 4, 6, 100, 5, 3, 3, (1, 1), (1, 1)),        # panels with and without border pixels
+    (3, 64, 12, 12, 70, 3, 3, (1, 1), (1, 1)),      # several tasks of panels and filters
+    (2, 128, 8, 8, 13, 3, 3, (1, 1), (1, 1)),       # CIFAR-10's last stage: 4 rows a panel
 ]
 
 

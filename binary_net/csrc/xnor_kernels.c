@@ -21,21 +21,15 @@
  * NR words of one panel row, so every lane of a vector belongs to one output element
  * and no horizontal reduction is ever needed; each loaded word is reused MR or NR
  * times. The AVX2 path's products arrange their panels by bytes instead (byte q of
- * column c at byte q*32 + c) and count with lookup tables of A's nibbles; its
- * convolution keeps word panels of 8 columns (XK_WNR).
+ * column c at byte q*32 + c) and count with lookup tables of A's nibbles.
  *
  * Code paths, chosen at compile time, give bit-identical results:
  *   - AVX-512 with VPOPCNTDQ: XOR, VPOPCNTQ, VPADDQ on 512-bit vectors, 4x32 tile
  *     (3 vector operations per 512 bits).
- *   - AVX2 products: for each byte of A two 16-entry tables, popcount(nibble ^ x),
+ *   - AVX2: for each byte of A two 16-entry tables, popcount(nibble ^ x),
  *     against the nibbles of one byte of 32 columns: two VPSHUFB and two byte
  *     additions per 256 bits and row, 6x32 tile (about 4.5 operations per 256 bits
  *     with the nibble split of the panel shared by the tile's rows).
- *   - AVX2 convolution, rows shorter than 48 words: Mula's nibble lookup (two
- *     VPSHUFB) with byte accumulators flushed into 64-bit lanes with VPSADBW at most
- *     every 31 words, 3x8 tile (8 operations per 256 bits); rows of 48 words or
- *     more: Harley-Seal carry-save adders over groups of 4 words, only the weight-4
- *     carries go through the lookup, 1x8 tile (about 6.5 operations per 256 bits).
  *   - aarch64 with NEON: EOR, CNT (vcntq_u8) and pairwise adds, 4x8 tile.
  *   - portable: __builtin_popcountll, 4x8 tile.
  *
@@ -182,16 +176,17 @@ DEFINE_DENSE(f64, double)
 /* Convolution                                                               */
 /* ------------------------------------------------------------------------ */
 
+#if !defined(XK_PATH_AVX2)
 /* Gather panel (NR output pixels from q0 of one image) in the packed domain. */
 static void gather_panel(const uint64_t *x_img, int64_t H, int64_t Wd, int64_t Wc, int64_t fh,
                          int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t OW,
                          int64_t OHW, int64_t q0, uint64_t *panel)
 {
     int64_t K = fh * fw * Wc;
-    for (int c = 0; c < XK_WNR; c++) {
+    for (int c = 0; c < XK_NR; c++) {
         int64_t q = q0 + c;
         if (q >= OHW) {
-            for (int64_t k = 0; k < K; k++) panel[k * XK_WNR + c] = 0;
+            for (int64_t k = 0; k < K; k++) panel[k * XK_NR + c] = 0;
             continue;
         }
         int64_t oh = q / OW, ow = q % OW, k = 0;
@@ -201,14 +196,157 @@ static void gather_panel(const uint64_t *x_img, int64_t H, int64_t Wd, int64_t W
                 int64_t iw = ow * sw - pw + j;
                 if (ih >= 0 && ih < H && iw >= 0 && iw < Wd) {
                     const uint64_t *src = x_img + (ih * Wd + iw) * Wc;
-                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_WNR + c] = src[g];
+                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_NR + c] = src[g];
                 } else {
-                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_WNR + c] = 0;
+                    for (int64_t g = 0; g < Wc; g++) panel[(k + g) * XK_NR + c] = 0;
                 }
             }
         }
     }
 }
+
+#endif
+
+#if defined(XK_PATH_AVX2)
+/*
+ * The AVX2 path: lookup tables of the filters (built once per call) against byte
+ * panels of 32 output pixels. The input is first rearranged into zero-padded byte
+ * planes, plane g*8 + b holding byte b of channel word g of every pixel, so that a
+ * panel's byte q (tap (i, j), word g, byte b) of 32 pixels is a few contiguous runs
+ * of a plane (one run per output row the panel touches, at stride 1), copied
+ * rather than gathered bit by bit. Padded taps read zero bytes, i.e. -1 inputs,
+ * and the same border corrections as above undo them.
+ */
+#define XK_CONV_PANELS 8         /* panels per task */
+#define XK_CONV_FILTERS (8 * XK_PR)   /* filters per task */
+#define XK_CONV_BUFFER (32 << 20)     /* bytes of gathered panels per pass */
+
+/* Zero-padded byte planes of one image: (8*Wc, H + 2ph, Wd + 2pw) bytes. */
+static void byte_planes(const uint64_t *x, int64_t H, int64_t Wd, int64_t Wc, int64_t ph,
+                        int64_t pw, uint8_t *bp)
+{
+    int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, plane = Hp * Wp;
+    __builtin_memset(bp, 0, (size_t)(8 * Wc * plane));
+    for (int64_t ih = 0; ih < H; ih++)
+        for (int64_t iw = 0; iw < Wd; iw++) {
+            const uint64_t *px = x + (ih * Wd + iw) * Wc;
+            uint8_t *d = bp + (ih + ph) * Wp + iw + pw;
+            for (int64_t g = 0; g < Wc; g++)
+                for (int b = 0; b < 8; b++) d[(g * 8 + b) * plane] = (uint8_t)(px[g] >> (8 * b));
+        }
+}
+
+/* Copy n (<= 32) bytes; the common run lengths as fixed-size copies. */
+XK_INLINE void copy_run(uint8_t *d, const uint8_t *s, int64_t n)
+{
+    switch (n) {
+    case 32: __builtin_memcpy(d, s, 32); break;
+    case 16: __builtin_memcpy(d, s, 16); break;
+    case 8: __builtin_memcpy(d, s, 8); break;
+    case 4: __builtin_memcpy(d, s, 4); break;
+    default: for (int64_t k = 0; k < n; k++) d[k] = s[k]; break;
+    }
+}
+
+/* The byte panel of output pixels q0 .. q0+31 of one image (bp: its byte planes):
+ * byte q = ((i*fw + j)*Wc + g)*8 + b of pixel q0 + c at panel[q*32 + c]; pixels
+ * past OHW are zero. */
+static void gather_bytes(const uint8_t *bp, int64_t Hp, int64_t Wp, int64_t Wc, int64_t fh,
+                         int64_t fw, int64_t sh, int64_t sw, int64_t OW, int64_t OHW, int64_t q0,
+                         uint8_t *panel)
+{
+    int64_t plane = Hp * Wp, nb = fh * fw * Wc * 8, ncols = OHW - q0 < 32 ? OHW - q0 : 32;
+    if (ncols < 32)
+        for (int64_t q = 0; q < nb; q++) __builtin_memset(panel + q * 32 + ncols, 0, 32 - ncols);
+    /* runs of consecutive pixels in one output row: (first column, length, offset) */
+    int64_t rc[32], rn[32], ro[32], nrun = 0;
+    for (int64_t c = 0; c < ncols;) {
+        int64_t oh = (q0 + c) / OW, ow = (q0 + c) % OW;
+        int64_t len = OW - ow < ncols - c ? OW - ow : ncols - c;
+        if (sw != 1) len = 1;
+        rc[nrun] = c;
+        rn[nrun] = len;
+        ro[nrun++] = oh * sh * Wp + ow * sw;
+        c += len;
+    }
+    for (int64_t i = 0; i < fh; i++)
+        for (int64_t j = 0; j < fw; j++)
+            for (int64_t gb = 0; gb < 8 * Wc; gb++) {
+                const uint8_t *src = bp + gb * plane + i * Wp + j;
+                uint8_t *dst = panel + (((i * fw + j) * Wc) * 8 + gb) * 32;
+                for (int64_t r = 0; r < nrun; r++) copy_run(dst + rc[r], src + ro[r], rn[r]);
+            }
+}
+
+static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, int64_t Wc,
+                         const uint64_t *wk, int64_t F, int64_t fh, int64_t fw, int64_t sh,
+                         int64_t sw, int64_t ph, int64_t pw, int64_t nbits, const int64_t *pidx,
+                         const int32_t *pcorr, int32_t *out, int nthreads)
+{
+    int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
+    int64_t OHW = OH * OW, K = fh * fw * Wc, nb = 8 * K;
+    int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, ipb = 8 * Wc * Hp * Wp;   /* plane bytes */
+    int64_t npi = (OHW + 31) / 32, pbytes = 32 * (nb > 0 ? nb : 1);
+    int64_t chunk = XK_CONV_BUFFER / (npi * pbytes + ipb);     /* images per pass */
+    if (chunk < 1) chunk = 1;
+    if (chunk > N) chunk = N;
+    int64_t tabrow = XK_TAB_BYTES(K), nfg = (F + XK_PR - 1) / XK_PR;
+    uint8_t *tab = (uint8_t *)malloc((size_t)(F * tabrow > 0 ? F * tabrow : 1));
+    uint8_t *planes = (uint8_t *)malloc((size_t)(chunk * ipb > 0 ? chunk * ipb : 1));
+    uint8_t *panels = (uint8_t *)malloc((size_t)(chunk * npi * pbytes));
+    if (!tab || !planes || !panels) {
+        free(tab);
+        free(planes);
+        free(panels);
+        return -1;
+    }
+    int nt = resolve_threads(nthreads);
+    int big = (double)N * (double)OHW * (double)F * (double)(K + 1) > 1e5;
+    (void)nt; (void)big;
+    _Pragma("omp parallel num_threads(nt) if(big)")
+    {
+        _Pragma("omp for schedule(static)")
+        for (int64_t g = 0; g < nfg; g++) {
+            int64_t f0 = g * XK_PR;
+            build_tables(wk + f0 * K, K, F - f0 < XK_PR ? (int)(F - f0) : XK_PR, K,
+                         tab + f0 * tabrow);
+        }
+        for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+            int64_t nimg = N - n0 < chunk ? N - n0 : chunk, npan = nimg * npi;
+            _Pragma("omp for schedule(static)")
+            for (int64_t m = 0; m < nimg; m++)
+                byte_planes(xp + (n0 + m) * H * Wd * Wc, H, Wd, Wc, ph, pw, planes + m * ipb);
+            _Pragma("omp for schedule(static)")
+            for (int64_t gp = 0; gp < npan; gp++)
+                gather_bytes(planes + (gp / npi) * ipb, Hp, Wp, Wc, fh, fw, sh, sw, OW, OHW,
+                             (gp % npi) * 32, panels + gp * pbytes);
+            int64_t npc = (npan + XK_CONV_PANELS - 1) / XK_CONV_PANELS;
+            int64_t nfr = (F + XK_CONV_FILTERS - 1) / XK_CONV_FILTERS;
+            _Pragma("omp for schedule(dynamic, 1)")
+            for (int64_t t = 0; t < npc * nfr; t++) {
+                int64_t p0 = (t / nfr) * XK_CONV_PANELS, fa = (t % nfr) * XK_CONV_FILTERS;
+                int64_t p1 = p0 + XK_CONV_PANELS < npan ? p0 + XK_CONV_PANELS : npan;
+                int64_t fz = fa + XK_CONV_FILTERS < F ? fa + XK_CONV_FILTERS : F;
+                for (int64_t f0 = fa; f0 < fz; f0 += XK_PR) {
+                    int r = fz - f0 < XK_PR ? (int)(fz - f0) : XK_PR;
+                    for (int64_t gp = p0; gp < p1; gp++) {
+                        int64_t img = n0 + gp / npi, p = gp % npi, q0 = p * 32;
+                        int64_t k = pidx ? pidx[p] : -1;
+                        tab_tile(r, tab + f0 * tabrow, nb, panels + gp * pbytes, nbits,
+                                 out + (img * F + f0) * OHW + q0, OHW,
+                                 OHW - q0 < 32 ? OHW - q0 : 32,
+                                 k >= 0 ? pcorr + (k * F + f0) * 32 : NULL);
+                    }
+                }
+            }
+        }
+    }
+    free(tab);
+    free(planes);
+    free(panels);
+    return 0;
+}
+#endif
 
 #define XK_CONV_GROUP 4          /* panels gathered per task */
 
@@ -243,8 +381,12 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
 {
     int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
     if (N <= 0 || F <= 0 || OH <= 0 || OW <= 0) return 0;
+#if defined(XK_PATH_AVX2)
+    return conv2d_tables(xp, N, H, Wd, Wc, wk, F, fh, fw, sh, sw, ph, pw, nbits, pidx, pcorr,
+                         out, nthreads);
+#else
     int64_t OHW = OH * OW, K = fh * fw * Wc;
-    int64_t npi = (OHW + XK_WNR - 1) / XK_WNR;                          /* panels per image */
+    int64_t npi = (OHW + XK_NR - 1) / XK_NR;                          /* panels per image */
     int64_t gpi = (npi + XK_CONV_GROUP - 1) / XK_CONV_GROUP;          /* groups per image */
     int64_t ntask = N * gpi;
     int64_t fb = 2 * XK_MR;       /* filter rows per pass: few output planes at a time */
@@ -254,7 +396,7 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
     (void)nt; (void)big;
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
-        size_t pwords = (size_t)(K > 0 ? K : 1) * XK_WNR;
+        size_t pwords = (size_t)(K > 0 ? K : 1) * XK_NR;
         uint64_t *panels = (uint64_t *)malloc(XK_CONV_GROUP * pwords * sizeof(uint64_t));
         if (!panels) {
             _Pragma("omp atomic write")
@@ -268,24 +410,25 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
             const uint64_t *x_img = xp + img * H * Wd * Wc;
             for (int64_t g = 0; g < ng; g++)
                 gather_panel(x_img, H, Wd, Wc, fh, fw, sh, sw, ph, pw, OW, OHW,
-                             (p0 + g) * XK_WNR, panels + g * pwords);
+                             (p0 + g) * XK_NR, panels + g * pwords);
             /* Filter blocks outside, panels inside, so that few output planes
              * (often exactly 4 KiB apart) are written at a time. */
             int32_t *o = out + img * F * OHW;
             for (int64_t f0 = 0; f0 < F; f0 += fb) {
                 int64_t rows = F - f0 < fb ? F - f0 : fb;
                 for (int64_t g = 0; g < ng; g++) {
-                    int64_t q0 = (p0 + g) * XK_WNR, ncols = OHW - q0 < XK_WNR ? OHW - q0 : XK_WNR;
+                    int64_t q0 = (p0 + g) * XK_NR, ncols = OHW - q0 < XK_NR ? OHW - q0 : XK_NR;
                     int64_t k = pidx ? pidx[p0 + g] : -1;
                     tile(wk + f0 * K, K, rows, panels + g * pwords, K, nbits,
                          o + f0 * OHW + q0, OHW, ncols,
-                         k >= 0 ? pcorr + (k * F + f0) * XK_WNR : NULL, NULL);
+                         k >= 0 ? pcorr + (k * F + f0) * XK_NR : NULL, NULL);
                 }
             }
         }
         free(panels);
     }
     return failed ? -1 : 0;
+#endif
 }
 
 /* ------------------------------------------------------------------------ */

@@ -34,8 +34,7 @@
 #ifndef XK_MR
 #define XK_MR 3
 #endif
-#define XK_WNR 8           /* the word-interleaved panels of the convolution */
-#define XK_NR 32           /* the products' byte-interleaved panels (lookup tables) */
+#define XK_NR 32           /* byte-interleaved panels (lookup tables) */
 #define XK_PR 6            /* rows of A per table tile (8 spilled accumulators) */
 #define XK_ISA "avx2"
 #elif defined(__aarch64__) && defined(__ARM_NEON) && !defined(XK_NO_NEON)
@@ -54,14 +53,9 @@
 #endif
 #endif
 
-/* XK_NR: columns per panel of the products (xk_pack_panels, xk_gemm); XK_WNR: of
- * the word-interleaved panels the micro-kernels below read (tile(), used by the
- * convolution). They differ only on the AVX2 path, whose products use lookup tables
- * on byte-interleaved panels (see "AVX2 products" below). XK_PR: rows per tile of
- * the products. */
-#ifndef XK_WNR
-#define XK_WNR XK_NR
-#endif
+/* XK_NR: columns per panel (xk_pack_panels); XK_PR: rows of A per tile of the
+ * products. XK_MR: rows per tile of the word micro-kernels (all paths but AVX2, whose
+ * products use lookup tables on byte-interleaved panels: see "AVX2 products"). */
 #ifndef XK_PR
 #define XK_PR XK_MR
 #endif
@@ -102,7 +96,6 @@ typedef struct {
 
 XK_EXPORT const char *xk_isa(void) { return XK_ISA; }
 XK_EXPORT int xk_panel_width(void) { return XK_NR; }
-XK_EXPORT int xk_conv_panel_width(void) { return XK_WNR; }
 XK_EXPORT int xk_tile_rows(void) { return XK_PR; }
 
 XK_EXPORT int xk_openmp(void)
@@ -327,7 +320,7 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
         for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_si512();
     for (int64_t w = 0; w < W; w++) {
         XK_PF_STEP(pf);
-        const uint64_t *pw = P + w * XK_WNR;
+        const uint64_t *pw = P + w * XK_NR;
         __m512i b0 = _mm512_loadu_si512((const void *)(pw));
         __m512i b1 = _mm512_loadu_si512((const void *)(pw + 8));
         __m512i b2 = _mm512_loadu_si512((const void *)(pw + 16));
@@ -352,7 +345,7 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
             __m512i v = _mm512_sub_epi32(vn, _mm512_add_epi32(cnt, cnt));
             if (corr)
                 v = _mm512_add_epi32(
-                    v, _mm512_loadu_si512((const void *)(corr + i * XK_WNR + 16 * h)));
+                    v, _mm512_loadu_si512((const void *)(corr + i * XK_NR + 16 * h)));
             int64_t left = ncols - 16 * h;
             if (left >= 16)
                 _mm512_storeu_si512((void *)(ci + 16 * h), v);
@@ -364,164 +357,9 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
 
 #elif defined(XK_PATH_AVX2)
 
-/* Per-byte popcount of x (Mula): two 16-entry lookups with VPSHUFB. */
-XK_INLINE __m256i popcnt_bytes(__m256i x, __m256i lut, __m256i m4)
-{
-    __m256i lo = _mm256_and_si256(x, m4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-}
-
+/* No word micro-kernel: the AVX2 path's products count with lookup tables (below). */
 #define XK_LUT _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, \
                                 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4)
-enum { NV = XK_WNR / 4 };   /* 256-bit vectors per panel row */
-
-/* C[i, :ncols] = n - 2*tot[i] (tot: 64-bit lane counts, each < 2^31). */
-XK_INLINE void store_counts(const int r, __m256i tot[][NV], int64_t n, int32_t *C, int64_t ldc,
-                            int64_t ncols, const int32_t *corr)
-{
-    const __m256i vn = _mm256_set1_epi32((int)n);
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    for (int i = 0; i < r; i++) {
-        int32_t *ci = C + i * ldc;
-        for (int c = 0; c < NV; c += 2) {
-            __m256i lo = _mm256_permutevar8x32_epi32(tot[i][c], even);
-            __m256i hi = c + 1 < NV ? _mm256_permutevar8x32_epi32(tot[i][c + 1], even)
-                                    : _mm256_setzero_si256();
-            __m256i cnt = _mm256_permute2x128_si256(lo, hi, 0x20);
-            __m256i v = _mm256_sub_epi32(vn, _mm256_add_epi32(cnt, cnt));
-            if (corr)
-                v = _mm256_add_epi32(
-                    v, _mm256_loadu_si256((const __m256i *)(corr + i * XK_WNR + 4 * c)));
-            int64_t left = ncols - 4 * c;
-            if (left >= 8) {
-                _mm256_storeu_si256((__m256i *)(ci + 4 * c), v);
-            } else if (left > 0) {
-                int32_t tmp[8];
-                _mm256_storeu_si256((__m256i *)tmp, v);
-                for (int64_t k = 0; k < left; k++) ci[4 * c + k] = tmp[k];
-            }
-        }
-    }
-}
-
-/* Byte counts of words [w0, w1) (at most 31 of them, so no byte overflows). */
-XK_INLINE void lookup_block(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
-                            int64_t w0, int64_t w1, __m256i acc[][NV], xk_prefetch *pf)
-{
-    const __m256i lut = XK_LUT, m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    for (int i = 0; i < r; i++)
-        for (int c = 0; c < NV; c++) acc[i][c] = zero;
-    for (int64_t w = w0; w < w1; w++) {
-        XK_PF_STEP(pf);
-        const uint64_t *pw = P + w * XK_WNR;
-        __m256i b[NV];
-        for (int c = 0; c < NV; c++) b[c] = _mm256_loadu_si256((const __m256i *)(pw + 4 * c));
-        for (int i = 0; i < r; i++) {
-            __m256i a = _mm256_set1_epi64x((long long)A[i * lda + w]);
-            for (int c = 0; c < NV; c++)
-                acc[i][c] = _mm256_add_epi8(acc[i][c],
-                                            popcnt_bytes(_mm256_xor_si256(a, b[c]), lut, m4));
-        }
-    }
-}
-
-/* Short rows: nibble lookup per word, byte counts flushed every 31 words. */
-XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
-                     int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
-                     const int32_t *corr, xk_prefetch *pf)
-{
-    const __m256i zero = _mm256_setzero_si256();
-    __m256i tot[XK_MR][NV], acc[XK_MR][NV];
-    if (W <= 31) {          /* one block: no running totals to keep in registers */
-        lookup_block(r, A, lda, P, 0, W, acc, pf);
-        for (int i = 0; i < r; i++)
-            for (int c = 0; c < NV; c++) tot[i][c] = _mm256_sad_epu8(acc[i][c], zero);
-        store_counts(r, tot, n, C, ldc, ncols, corr);
-        return;
-    }
-    for (int i = 0; i < r; i++)
-        for (int c = 0; c < NV; c++) tot[i][c] = zero;
-    for (int64_t w0 = 0; w0 < W; w0 += 31) {
-        lookup_block(r, A, lda, P, w0, w0 + 31 < W ? w0 + 31 : W, acc, pf);
-        for (int i = 0; i < r; i++)
-            for (int c = 0; c < NV; c++)
-                tot[i][c] = _mm256_add_epi64(tot[i][c], _mm256_sad_epu8(acc[i][c], zero));
-    }
-    store_counts(r, tot, n, C, ldc, ncols, corr);
-}
-
-/* Carry-save adder: (h, l) = a + b + c, bit by bit. */
-XK_INLINE void csa(__m256i *h, __m256i *l, __m256i a, __m256i b, __m256i c)
-{
-    __m256i u = _mm256_xor_si256(a, b);
-    *h = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u, c));
-    *l = _mm256_xor_si256(u, c);
-}
-
-/* A[0, w] ^ panel word w, vector c; words past W read as 0 when tail is set. */
-XK_INLINE __m256i xw(const uint64_t *A, const uint64_t *P, int64_t w, int c, int64_t W, int tail)
-{
-    if (tail && w >= W) return _mm256_setzero_si256();
-    return _mm256_xor_si256(_mm256_set1_epi64x((long long)A[w]),
-                            _mm256_loadu_si256((const __m256i *)(P + w * XK_WNR + 4 * c)));
-}
-
-/* One Harley-Seal step over words w..w+3: ones/twos are bit-sliced counters;
- * the weight-4 carry is counted into bytes with the nibble lookup. */
-XK_INLINE void hs_step(const uint64_t *A, const uint64_t *P, int64_t w, int64_t W, int tail,
-                       __m256i ones[NV], __m256i twos[NV], __m256i acc4[NV], __m256i lut,
-                       __m256i m4)
-{
-    for (int c = 0; c < NV; c++) {
-        __m256i t1, t2, f;
-        csa(&t1, &ones[c], ones[c], xw(A, P, w, c, W, tail), xw(A, P, w + 1, c, W, tail));
-        csa(&t2, &ones[c], ones[c], xw(A, P, w + 2, c, W, tail), xw(A, P, w + 3, c, W, tail));
-        csa(&f, &twos[c], twos[c], t1, t2);
-        acc4[c] = _mm256_add_epi8(acc4[c], popcnt_bytes(f, lut, m4));
-    }
-}
-
-/* Long rows: one row of A times a panel with Harley-Seal (about 6.5 vector
- * operations per 256 bits instead of 8). */
-static void micro_hs(const uint64_t *A, const uint64_t *P, int64_t W, int64_t n, int32_t *C,
-                     int64_t ncols, const int32_t *corr, xk_prefetch *pf)
-{
-    const __m256i lut = XK_LUT, m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    __m256i ones[NV], twos[NV], acc4[NV], tot[1][NV];
-    for (int c = 0; c < NV; c++) ones[c] = twos[c] = tot[0][c] = zero;
-    int64_t wfull = W & ~(int64_t)3;
-    /* Blocks of at most 31 steps add at most 31*8 = 248 to a byte of acc4;
-     * the W % 4 trailing words get a step (and block) of their own, in which
-     * the missing words read as 0. */
-    for (int64_t w0 = 0, w1; w0 < W; w0 = w1) {
-        for (int c = 0; c < NV; c++) acc4[c] = zero;
-        if (w0 < wfull) {
-            w1 = w0 + 4 * 31 < wfull ? w0 + 4 * 31 : wfull;
-            for (int64_t w = w0; w < w1; w += 4) {
-                XK_PF_STEP(pf);
-                hs_step(A, P, w, W, 0, ones, twos, acc4, lut, m4);
-            }
-        } else {
-            hs_step(A, P, w0, W, 1, ones, twos, acc4, lut, m4);
-            w1 = W;
-        }
-        for (int c = 0; c < NV; c++)
-            tot[0][c] = _mm256_add_epi64(tot[0][c],
-                                         _mm256_slli_epi64(_mm256_sad_epu8(acc4[c], zero), 2));
-    }
-    for (int c = 0; c < NV; c++) {
-        __m256i t = _mm256_slli_epi64(_mm256_sad_epu8(popcnt_bytes(twos[c], lut, m4), zero), 1);
-        t = _mm256_add_epi64(t, _mm256_sad_epu8(popcnt_bytes(ones[c], lut, m4), zero));
-        tot[0][c] = _mm256_add_epi64(tot[0][c], t);
-    }
-    store_counts(1, tot, n, C, 0, ncols, corr);
-}
-
-/* From this many words per row on, Harley-Seal beats the plain lookup. */
-#ifndef XK_HS_MIN_WORDS
-#define XK_HS_MIN_WORDS 48
-#endif
 
 #elif defined(XK_PATH_NEON)
 
@@ -536,37 +374,37 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
                      int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
                      const int32_t *corr, xk_prefetch *pf)
 {
-    uint64_t tot[XK_MR][XK_WNR];
+    uint64_t tot[XK_MR][XK_NR];
     for (int i = 0; i < r; i++)
-        for (int c = 0; c < XK_WNR; c++) tot[i][c] = 0;
+        for (int c = 0; c < XK_NR; c++) tot[i][c] = 0;
     for (int64_t w0 = 0; w0 < W; w0 += XK_NEON_BLOCK) {
         int64_t w1 = W - w0 < XK_NEON_BLOCK ? W : w0 + XK_NEON_BLOCK;
-        uint16x8_t acc[XK_MR][XK_WNR / 2];
+        uint16x8_t acc[XK_MR][XK_NR / 2];
         for (int i = 0; i < r; i++)
-            for (int c = 0; c < XK_WNR / 2; c++) acc[i][c] = vdupq_n_u16(0);
+            for (int c = 0; c < XK_NR / 2; c++) acc[i][c] = vdupq_n_u16(0);
         for (int64_t w = w0; w < w1; w++) {
             XK_PF_STEP(pf);
-            const uint64_t *pw = P + w * XK_WNR;
-            uint64x2_t p[XK_WNR / 2];
-            for (int c = 0; c < XK_WNR / 2; c++) p[c] = vld1q_u64(pw + 2 * c);
+            const uint64_t *pw = P + w * XK_NR;
+            uint64x2_t p[XK_NR / 2];
+            for (int c = 0; c < XK_NR / 2; c++) p[c] = vld1q_u64(pw + 2 * c);
             for (int i = 0; i < r; i++) {
                 uint64x2_t a = vdupq_n_u64(A[i * lda + w]);
-                for (int c = 0; c < XK_WNR / 2; c++)
+                for (int c = 0; c < XK_NR / 2; c++)
                     acc[i][c] = vpadalq_u8(acc[i][c],
                                            vcntq_u8(vreinterpretq_u8_u64(veorq_u64(a, p[c]))));
             }
         }
         for (int i = 0; i < r; i++)
-            for (int c = 0; c < XK_WNR / 2; c++) {
+            for (int c = 0; c < XK_NR / 2; c++) {
                 uint64x2_t s = vpaddlq_u32(vpaddlq_u16(acc[i][c]));
                 tot[i][2 * c] += vgetq_lane_u64(s, 0);
                 tot[i][2 * c + 1] += vgetq_lane_u64(s, 1);
             }
     }
     for (int i = 0; i < r; i++)
-        for (int64_t c = 0; c < ncols && c < XK_WNR; c++)
+        for (int64_t c = 0; c < ncols && c < XK_NR; c++)
             C[i * ldc + c] = (int32_t)(n - 2 * (int64_t)tot[i][c])
-                             + (corr ? corr[i * XK_WNR + c] : 0);
+                             + (corr ? corr[i * XK_NR + c] : 0);
 }
 
 #else
@@ -575,24 +413,25 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
                      int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
                      const int32_t *corr, xk_prefetch *pf)
 {
-    int64_t acc[XK_MR][XK_WNR];
+    int64_t acc[XK_MR][XK_NR];
     for (int i = 0; i < r; i++)
-        for (int c = 0; c < XK_WNR; c++) acc[i][c] = 0;
+        for (int c = 0; c < XK_NR; c++) acc[i][c] = 0;
     for (int64_t w = 0; w < W; w++) {
         XK_PF_STEP(pf);
-        const uint64_t *pw = P + w * XK_WNR;
+        const uint64_t *pw = P + w * XK_NR;
         for (int i = 0; i < r; i++) {
             uint64_t a = A[i * lda + w];
-            for (int c = 0; c < XK_WNR; c++) acc[i][c] += __builtin_popcountll(a ^ pw[c]);
+            for (int c = 0; c < XK_NR; c++) acc[i][c] += __builtin_popcountll(a ^ pw[c]);
         }
     }
     for (int i = 0; i < r; i++)
-        for (int64_t c = 0; c < ncols && c < XK_WNR; c++)
-            C[i * ldc + c] = (int32_t)(n - 2 * acc[i][c]) + (corr ? corr[i * XK_WNR + c] : 0);
+        for (int64_t c = 0; c < ncols && c < XK_NR; c++)
+            C[i * ldc + c] = (int32_t)(n - 2 * acc[i][c]) + (corr ? corr[i * XK_NR + c] : 0);
 }
 
 #endif
 
+#if !defined(XK_PATH_AVX2)
 /* rows x (one panel): full MR-row tiles, then one remainder tile. corr, if not
  * NULL, holds rows x NR int32 (rows NR apart) added to the results. */
 static void tile(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P, int64_t W,
@@ -600,26 +439,19 @@ static void tile(const uint64_t *A, int64_t lda, int64_t rows, const uint64_t *P
                  xk_prefetch *pf)
 {
     int64_t i = 0;
-#ifdef XK_HS_MIN_WORDS
-    if (W >= XK_HS_MIN_WORDS) {
-        for (; i < rows; i++)
-            micro_hs(A + i * lda, P, W, n, C + i * ldc, ncols, corr ? corr + i * XK_WNR : NULL,
-                     pf);
-        return;
-    }
-#endif
     for (; i + XK_MR <= rows; i += XK_MR)
         micro(XK_MR, A + i * lda, lda, P, W, n, C + i * ldc, ldc, ncols,
-              corr ? corr + i * XK_WNR : NULL, pf);
+              corr ? corr + i * XK_NR : NULL, pf);
     switch (rows - i) {
 #define XK_REM(R) case R: if (R < XK_MR) micro(R < XK_MR ? R : 1, A + i * lda, lda, P, W, n, \
                                                  C + i * ldc, ldc, ncols,                   \
-                                                 corr ? corr + i * XK_WNR : NULL, pf); break;
+                                                 corr ? corr + i * XK_NR : NULL, pf); break;
     XK_REM(1) XK_REM(2) XK_REM(3) XK_REM(4) XK_REM(5) XK_REM(6) XK_REM(7)
 #undef XK_REM
     default: break;
     }
 }
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* AVX2 products: lookup tables of A's nibbles against byte-interleaved      */
@@ -678,9 +510,9 @@ static void build_tables(const uint64_t *A, int64_t lda, int rows, int64_t W, ui
 }
 
 /* r rows (tables T) times one panel (nb bytes per column): C[i*ldc + c] = n -
- * 2 * count, c < ncols. */
+ * 2 * count (+ corr[i*32 + c] if corr is not NULL), c < ncols. */
 XK_INLINE void tab_micro(const int r, const uint8_t *T, int64_t nb, const uint8_t *P, int64_t n,
-                         int32_t *C, int64_t ldc, int64_t ncols)
+                         int32_t *C, int64_t ldc, int64_t ncols, const int32_t *corr)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
     const int64_t tb = nb * 32;
@@ -730,6 +562,9 @@ XK_INLINE void tab_micro(const int r, const uint8_t *T, int64_t nb, const uint8_
         int32_t *ci = C + i * ldc;
         for (int k = 0; k < 4; k++) {
             __m256i v = _mm256_sub_epi32(vn, _mm256_add_epi32(cnt[i][k], cnt[i][k]));
+            if (corr)
+                v = _mm256_add_epi32(
+                    v, _mm256_loadu_si256((const __m256i *)(corr + i * XK_NR + 8 * k)));
             int64_t left = ncols - 8 * k;
             if (left >= 8) {
                 _mm256_storeu_si256((__m256i *)(ci + 8 * k), v);
@@ -743,11 +578,11 @@ XK_INLINE void tab_micro(const int r, const uint8_t *T, int64_t nb, const uint8_
 }
 
 static void tab_tile(int r, const uint8_t *T, int64_t nb, const uint8_t *P, int64_t n, int32_t *C,
-                     int64_t ldc, int64_t ncols)
+                     int64_t ldc, int64_t ncols, const int32_t *corr)
 {
     switch (r) {
 #define XK_TAB(R) case R: if (R <= XK_PR) tab_micro(R <= XK_PR ? R : 1, T, nb, P, n, C, ldc, \
-                                                 ncols); break;
+                                                 ncols, corr); break;
     XK_TAB(1) XK_TAB(2) XK_TAB(3) XK_TAB(4) XK_TAB(5) XK_TAB(6) XK_TAB(7) XK_TAB(8)
 #undef XK_TAB
     default: break;
@@ -809,9 +644,6 @@ static void choose_tasks(int64_t M, int64_t N, int64_t W, int nt, int64_t *mc, i
 /* Word-loop iterations of tile() for rows x W (for spreading prefetches). */
 static int64_t tile_steps(int64_t rows, int64_t W)
 {
-#ifdef XK_HS_MIN_WORDS
-    if (W >= XK_HS_MIN_WORDS) return rows * (W / 4);
-#endif
     return (rows + XK_MR - 1) / XK_MR * W;
 }
 #endif
@@ -834,7 +666,7 @@ static void range_product(const uint64_t *A, int64_t lda, int64_t rows, const ui
         build_tables(A + i * lda, lda, r, W, tab);
         for (int64_t jp = j0; jp < j1; jp += XK_NR)
             tab_tile(r, tab, 8 * W, (const uint8_t *)P + jp / XK_NR * pbytes, n,
-                     C + i * ldc + (jp - j0), ldc, j1 - jp < XK_NR ? j1 - jp : XK_NR);
+                     C + i * ldc + (jp - j0), ldc, j1 - jp < XK_NR ? j1 - jp : XK_NR, NULL);
     }
 #else
     (void)tab;

@@ -182,7 +182,7 @@ class PackedConv2D:
         if out.size == 0:
             return out
         lib = get_library()
-        pidx, pcorr = self._border(H, Wd, lib.conv_nr)
+        pidx, pcorr = self._border(H, Wd, lib.nr)
         (sh, sw), (ph, pw) = self.stride, self.pad
         status = lib.lib.xk_conv2d(
             xp.ctypes.data, N, H, Wd, wc, self._wk.ctypes.data, F, fh, fw,

@@ -65,8 +65,7 @@ class Library:
         except OSError as exc:
             raise KernelBuildError('could not load %s: %s' % (path, exc)) from None
         lib.xk_isa.restype = ctypes.c_char_p
-        for name in ('xk_panel_width', 'xk_conv_panel_width', 'xk_tile_rows', 'xk_openmp',
-                     'xk_max_threads'):
+        for name in ('xk_panel_width', 'xk_tile_rows', 'xk_openmp', 'xk_max_threads'):
             getattr(lib, name).restype = _INT
             getattr(lib, name).argtypes = []
         for name in ('xk_pack_f32', 'xk_pack_f64'):
@@ -87,7 +86,6 @@ class Library:
         self.flags = flags
         self.isa = lib.xk_isa().decode()
         self.nr = lib.xk_panel_width()
-        self.conv_nr = lib.xk_conv_panel_width()
         self.mr = lib.xk_tile_rows()
         self.openmp = bool(lib.xk_openmp())
 
@@ -182,15 +180,14 @@ def kernel_info():
     dict
         ``isa`` (code path: 'avx512-vpopcntdq', 'avx2' or 'portable'), ``path``
         of the shared library, ``flags`` used, ``openmp`` (bool),
-        ``panel_width`` (columns per panel of the products), ``conv_panel_width``
-        (output pixels per panel of the convolution), ``tile_rows`` (rows per tile
-        of the products), and
+        ``panel_width`` (columns, or output pixels, per panel) and ``tile_rows``
+        (rows per tile of the products), and
         ``num_threads`` (what the kernels currently use).
     """
     lib = get_library()
     return {'isa': lib.isa, 'path': lib.path, 'flags': ' '.join(lib.flags),
             'compiler': ' '.join(compiler_command()), 'openmp': lib.openmp,
-            'panel_width': lib.nr, 'conv_panel_width': lib.conv_nr, 'tile_rows': lib.mr,
+            'panel_width': lib.nr, 'tile_rows': lib.mr,
             'num_threads': get_num_threads()}
 
 
