@@ -302,6 +302,37 @@ def test_packed_conv2d(isa, case):
     np.testing.assert_array_equal(again.conv_signs(x), ref)
 
 
+@pytest.mark.parametrize('case', CONV_CASES[1::3], ids=_conv_id)
+def test_conv_tables_built_per_call_equal_the_cached_ones(isa, threads, case):
+    """xk_conv2d (which builds the AVX2 path's filter tables on every call) against
+    conv_packed (tables built once per PackedConv2D and kept), on 1 and 2 threads."""
+    N, C, H, Wd, F, fh, fw, stride, pad = case
+    rng = np.random.default_rng(sum(case[:7]) + 1)
+    x = signed_data(rng, (N, C, H, Wd), zeros=0.3)
+    conv = K.PackedConv2D(signed_data(rng, (F, C, fh, fw)), stride=stride, pad=pad)
+    xp = K.pack_signs(x, axis=1)
+    lib = K.library.get_library()
+    pidx, pcorr = conv._border(H, Wd, lib.nr)
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        cached = conv.conv_packed(xp)
+        built = np.empty_like(cached)
+        assert lib.lib.xk_conv2d(
+            xp.ctypes.data, N, H, Wd, xp.shape[3], conv._wk.ctypes.data, F, fh, fw,
+            stride[0], stride[1], pad[0], pad[1], C * fh * fw,
+            pidx.ctypes.data if pcorr.size else None, pcorr.ctypes.data if pcorr.size else None,
+            built.ctypes.data, nt) == 0
+        np.testing.assert_array_equal(built, cached)
+        np.testing.assert_array_equal(cached, ref_conv(x, conv_weights_signs(conv), stride, pad))
+
+
+def conv_weights_signs(conv):
+    """The +-1 filters of a PackedConv2D, unpacked from its words (F, C, fh, fw)."""
+    F, C, fh, fw = conv.filter_shape
+    bits = np.unpackbits(conv.packed.view(np.uint8), axis=-1, bitorder='little')[..., :C]
+    return np.where(bits, 1.0, -1.0).transpose(0, 3, 1, 2)
+
+
 def test_conv_padding_rule():
     """Padding contributes 0; a real 0 in x binarizes to +1."""
     C = 5

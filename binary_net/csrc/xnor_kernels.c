@@ -281,7 +281,8 @@ static void gather_bytes(const uint8_t *bp, int64_t Hp, int64_t Wp, int64_t Wc, 
 static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, int64_t Wc,
                          const uint64_t *wk, int64_t F, int64_t fh, int64_t fw, int64_t sh,
                          int64_t sw, int64_t ph, int64_t pw, int64_t nbits, const int64_t *pidx,
-                         const int32_t *pcorr, int32_t *out, int nthreads)
+                         const int32_t *pcorr, const uint8_t *tables, int32_t *out,
+                         int nthreads)
 {
     int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
     int64_t OHW = OH * OW, K = fh * fw * Wc, nb = 8 * K;
@@ -291,11 +292,12 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
     if (chunk < 1) chunk = 1;
     if (chunk > N) chunk = N;
     int64_t tabrow = XK_TAB_BYTES(K), nfg = (F + XK_PR - 1) / XK_PR;
-    uint8_t *tab = (uint8_t *)malloc((size_t)(F * tabrow > 0 ? F * tabrow : 1));
+    uint8_t *own = tables ? NULL : (uint8_t *)malloc((size_t)(F * tabrow > 0 ? F * tabrow : 1));
+    const uint8_t *tab = tables ? tables : own;
     uint8_t *planes = (uint8_t *)malloc((size_t)(chunk * ipb > 0 ? chunk * ipb : 1));
     uint8_t *panels = (uint8_t *)malloc((size_t)(chunk * npi * pbytes));
     if (!tab || !planes || !panels) {
-        free(tab);
+        free(own);
         free(planes);
         free(panels);
         return -1;
@@ -305,11 +307,13 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
     (void)nt; (void)big;
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
-        _Pragma("omp for schedule(static)")
-        for (int64_t g = 0; g < nfg; g++) {
-            int64_t f0 = g * XK_PR;
-            build_tables(wk + f0 * K, K, F - f0 < XK_PR ? (int)(F - f0) : XK_PR, K,
-                         tab + f0 * tabrow);
+        if (own) {
+            _Pragma("omp for schedule(static)")
+            for (int64_t g = 0; g < nfg; g++) {
+                int64_t f0 = g * XK_PR;
+                build_tables(wk + f0 * K, K, F - f0 < XK_PR ? (int)(F - f0) : XK_PR, K,
+                             own + f0 * tabrow);
+            }
         }
         for (int64_t n0 = 0; n0 < N; n0 += chunk) {
             int64_t nimg = N - n0 < chunk ? N - n0 : chunk, npan = nimg * npi;
@@ -341,12 +345,43 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
             }
         }
     }
-    free(tab);
+    free(own);
     free(planes);
     free(panels);
     return 0;
 }
 #endif
+
+/* The filters' lookup tables of the AVX2 convolution (xk_conv2d_tables), built once
+ * by the caller for many calls: xk_conv_table_bytes(F, K) bytes (0 on the other
+ * paths, which need none) for F filters of K words. */
+XK_EXPORT int64_t xk_conv_table_bytes(int64_t F, int64_t K)
+{
+#if defined(XK_PATH_AVX2)
+    return F * (int64_t)XK_TAB_BYTES(K);
+#else
+    (void)F;
+    (void)K;
+    return 0;
+#endif
+}
+
+XK_EXPORT void xk_conv_tables(const uint64_t *wk, int64_t F, int64_t K, uint8_t *T, int nthreads)
+{
+#if defined(XK_PATH_AVX2)
+    int64_t nfg = (F + XK_PR - 1) / XK_PR;
+    int nt = resolve_threads(nthreads);
+    (void)nt;
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if(F * K > (1 << 12))")
+    for (int64_t g = 0; g < nfg; g++) {
+        int64_t f0 = g * XK_PR;
+        build_tables(wk + f0 * K, K, F - f0 < XK_PR ? (int)(F - f0) : XK_PR, K,
+                     T + f0 * XK_TAB_BYTES(K));
+    }
+#else
+    (void)wk; (void)F; (void)K; (void)T; (void)nthreads;
+#endif
+}
 
 #define XK_CONV_GROUP 4          /* panels gathered per task */
 
@@ -370,21 +405,24 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
  *
  * Each task gathers a few panels (NR output pixels each, of one image) into a
  * small per-thread buffer and multiplies all F filters with them, a block of
- * filters at a time so that few output planes (pages) are written at once.
+ * filters at a time so that few output planes (pages) are written at once. The
+ * AVX2 path instead multiplies byte panels with the filters' lookup tables
+ * (conv2d_tables): tables from xk_conv_tables, or NULL to build them here.
  * Returns 0, or -1 when out of memory.
  */
-XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, int64_t Wc,
-                        const uint64_t *wk, int64_t F, int64_t fh, int64_t fw,
-                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t nbits,
-                        const int64_t *pidx, const int32_t *pcorr,
-                        int32_t *out, int nthreads)
+XK_EXPORT int xk_conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd,
+                               int64_t Wc, const uint64_t *wk, int64_t F, int64_t fh,
+                               int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                               int64_t nbits, const int64_t *pidx, const int32_t *pcorr,
+                               const uint8_t *tables, int32_t *out, int nthreads)
 {
     int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
     if (N <= 0 || F <= 0 || OH <= 0 || OW <= 0) return 0;
 #if defined(XK_PATH_AVX2)
     return conv2d_tables(xp, N, H, Wd, Wc, wk, F, fh, fw, sh, sw, ph, pw, nbits, pidx, pcorr,
-                         out, nthreads);
+                         tables, out, nthreads);
 #else
+    (void)tables;
     int64_t OHW = OH * OW, K = fh * fw * Wc;
     int64_t npi = (OHW + XK_NR - 1) / XK_NR;                          /* panels per image */
     int64_t gpi = (npi + XK_CONV_GROUP - 1) / XK_CONV_GROUP;          /* groups per image */
@@ -429,6 +467,17 @@ XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, in
     }
     return failed ? -1 : 0;
 #endif
+}
+
+/* xk_conv2d_tables without prebuilt tables (the AVX2 path builds them per call). */
+XK_EXPORT int xk_conv2d(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, int64_t Wc,
+                        const uint64_t *wk, int64_t F, int64_t fh, int64_t fw,
+                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t nbits,
+                        const int64_t *pidx, const int32_t *pcorr,
+                        int32_t *out, int nthreads)
+{
+    return xk_conv2d_tables(xp, N, H, Wd, Wc, wk, F, fh, fw, sh, sw, ph, pw, nbits, pidx, pcorr,
+                            NULL, out, nthreads);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -65,6 +65,7 @@ class PackedConv2D:
         # Sum over channels of sign(W) for each tap: 2 * (#ones) - C.
         self._tap_sums = 2 * popcount_words(packed).sum(axis=-1) - C    # (F, fh, fw)
         self._borders = {}
+        self._tables = {}       # the filters' lookup tables, per code path that has any
 
     @classmethod
     def from_packed(cls, packed, filter_shape, stride=(1, 1), pad=(0, 0)):
@@ -184,10 +185,14 @@ class PackedConv2D:
         lib = get_library()
         pidx, pcorr = self._border(H, Wd, lib.nr)
         (sh, sw), (ph, pw) = self.stride, self.pad
-        status = lib.lib.xk_conv2d(
+        tables = self._tables.get(lib.isa)
+        if tables is None:
+            tables = self._tables[lib.isa] = lib.conv_tables(self._wk, nthreads())
+        status = lib.lib.xk_conv2d_tables(
             xp.ctypes.data, N, H, Wd, wc, self._wk.ctypes.data, F, fh, fw,
             sh, sw, ph, pw, C * fh * fw, pidx.ctypes.data if pcorr.size else None,
-            pcorr.ctypes.data if pcorr.size else None, out.ctypes.data, nthreads())
+            pcorr.ctypes.data if pcorr.size else None,
+            tables.ctypes.data if tables.size else None, out.ctypes.data, nthreads())
         if status != 0:
             raise MemoryError('xnor kernels: out of memory')
         return out

@@ -81,6 +81,13 @@ class Library:
         lib.xk_conv2d.argtypes = ([_P] + [_I64] * 4 + [_P] + [_I64] * 8
                                   + [_P, _P, _P, _INT])
         lib.xk_conv2d.restype = _INT
+        lib.xk_conv2d_tables.argtypes = ([_P] + [_I64] * 4 + [_P] + [_I64] * 8
+                                         + [_P, _P, _P, _P, _INT])
+        lib.xk_conv2d_tables.restype = _INT
+        lib.xk_conv_table_bytes.argtypes = [_I64, _I64]
+        lib.xk_conv_table_bytes.restype = _I64
+        lib.xk_conv_tables.argtypes = [_P, _I64, _I64, _P, _INT]
+        lib.xk_conv_tables.restype = None
         self.lib = lib
         self.path = path
         self.flags = flags
@@ -97,6 +104,15 @@ class Library:
         if out.size:
             self.lib.xk_pack_panels(b.ctypes.data, n_rows, words, b.strides[0] // 8,
                                     out.ctypes.data, nthreads)
+        return out
+
+    def conv_tables(self, wk, nthreads):
+        """The lookup tables of filters ``wk`` ((F, K) uint64 words) that this code
+        path's convolution reads (uint8; empty on the paths that need none)."""
+        F, K = wk.shape
+        out = np.empty(self.lib.xk_conv_table_bytes(F, K), dtype=np.uint8)
+        if out.size:
+            self.lib.xk_conv_tables(wk.ctypes.data, F, K, out.ctypes.data, nthreads)
         return out
 
     def function(self, name):
