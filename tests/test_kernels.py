@@ -144,11 +144,11 @@ def test_reference_examples_run_as_written():
 
 MATMUL_CASES = [  # (M, n, N)
     (1, 1, 1), (1, 63, 5), (3, 64, 1), (5, 65, 33), (7, 200, 40), (13, 1, 70),
-    (37, 577, 31), (4, 1984, 9),        # 31 words: one full lookup block
-    (6, 2049, 17),                      # 33 words
-    (3, 64 * 46 + 5, 8),                # 47 words: lookup blocks of 31 + 16 words
-    (5, 64 * 49 + 1, 19),               # 50 words: Harley-Seal with a 2-word tail
-    (9, 64 * 130 + 3, 11),              # 131 words: Harley-Seal blocks + tail
+    (37, 577, 31), (4, 1984, 9),        # 31 words: 248 bytes, 8 whole 31-byte blocks (AVX2)
+    (6, 2049, 17),                      # 33 words: an odd count (the tables' 8-byte tail)
+    (3, 64 * 46 + 5, 8),                # 47 words
+    (5, 64 * 49 + 1, 19),               # 50 words
+    (9, 64 * 130 + 3, 11),              # 131 words
     (64, 4096, 96), (130, 300, 65),
 ]
 

@@ -19,10 +19,10 @@ packing and popcount product, which the fused Theano ops of
 :mod:`binary_net.theano_ext` share) is compiled at first use, never at import, into
 a private cache (:mod:`~binary_net.kernels.build`), and loaded with :mod:`ctypes`
 (:mod:`~binary_net.kernels.library`). It has an AVX-512 VPOPCNTDQ path, an AVX2
-path (Mula's nibble lookup for short rows, Harley-Seal carry-save adders for long
-ones) and a portable path (``__builtin_popcountll``); all are bit-exact. Products are
-register-blocked (a few rows of A against a panel of 8 or 32 columns of B) and
-split over OpenMP threads. ``$BINARY_NET_ISA`` (:mod:`~binary_net.kernels.isa`)
+path (lookup tables of A's nibbles, shuffled by the nibbles of 32 columns of B side
+by side), a NEON path and a portable path (``__builtin_popcountll``); all are
+bit-exact. Products are register-blocked (a few rows of A against a panel of 8 or 32
+columns of B) and split over OpenMP threads. ``$BINARY_NET_ISA`` (:mod:`~binary_net.kernels.isa`)
 may be set to ``avx2`` or ``portable`` to build a narrower path than the CPU allows
 (for testing and benchmarking); the default is ``native``.
 
