@@ -5,9 +5,10 @@ checks xk_gemm, xk_dense_f32 and xk_conv2d against products of signs computed
 from the floats. Here it is cross-compiled with aarch64-linux-gnu-gcc (static,
 -O3, the default -march=armv8-a, which has NEON) and run by qemu-aarch64 (user
 mode): once on the NEON path (vcntq_u8 and pairwise adds), once with
--DXK_NO_NEON on the portable one, and with OpenMP on three threads; and once
-natively on the host's own path. Emulated timings say nothing about real Arm
-cores, so no speed is measured.
+-DXK_NO_NEON on the portable one, and with OpenMP on three threads; and
+natively on the host's own path, and on its AVX2 path with the convolution in
+passes of one image. Emulated timings say nothing about real Arm cores, so no
+speed is measured.
 
 Skipped, with the reason, where the Debian packages gcc-aarch64-linux-gnu (with
 libc6-dev-arm64-cross, which it only recommends) or qemu-user are not installed
@@ -84,3 +85,17 @@ def test_kernels_bit_exact_on_the_host(tmp_path):
         pytest.skip('no C compiler (gcc)')
     isa, _ = compile_and_run(cc, ['-march=native'], [], 1, tmp_path)
     assert isa in ('avx512-vpopcntdq', 'avx2', 'neon', 'portable')
+
+
+def test_avx2_convolution_in_passes_of_one_image(tmp_path):
+    """The AVX2 path with XK_CONV_BUFFER = 1 byte: the convolution takes one image per
+    pass (byte planes, panels, tasks), on two OpenMP threads."""
+    cc = shutil.which(os.environ.get('CC') or 'gcc')
+    if cc is None:
+        pytest.skip('no C compiler (gcc)')
+    flags = ['-march=native', '-mno-avx512f', '-fopenmp', '-DXK_CONV_BUFFER=1']
+    probe = subprocess.run([cc] + flags + ['-dM', '-E', '-x', 'c', '/dev/null'],
+                           capture_output=True, text=True, timeout=60)
+    if '__AVX2__' not in probe.stdout:
+        pytest.skip('the host CPU has no AVX2')
+    assert compile_and_run(cc, flags, [], 2, tmp_path) == ('avx2', 1)

@@ -219,7 +219,9 @@ static void gather_panel(const uint64_t *x_img, int64_t H, int64_t Wd, int64_t W
  */
 #define XK_CONV_PANELS 8         /* panels per task */
 #define XK_CONV_FILTERS (8 * XK_PR)   /* filters per task */
-#define XK_CONV_BUFFER (32 << 20)     /* bytes of gathered panels per pass */
+#ifndef XK_CONV_BUFFER
+#define XK_CONV_BUFFER (32 << 20)     /* bytes of byte planes and panels per pass */
+#endif
 
 /* Zero-padded byte planes of one image: (8*Wc, H + 2ph, Wd + 2pw) bytes. */
 static void byte_planes(const uint64_t *x, int64_t H, int64_t Wd, int64_t Wc, int64_t ph,
