@@ -25,7 +25,10 @@ use the same number of threads; ``--isa native avx2`` compares the code paths
 (BINARY_NET_ISA) side by side, and a summary table of the ratios ends the run.
 The kernel's time per 256-bit word of XOR-popcount work (M * N * ceil(K / 64) / 4
 words) is printed in ns, and in cycles with ``--ghz`` (the core clock: ``perf
-stat`` cannot count cycles in many virtual machines). The XNOR result is checked
+stat`` cannot count cycles in many virtual machines), and as a share of the
+ceiling of its inner loop: the same loop run on data that stays in L1
+(``binary_net.kernels.library.ceiling_ns_per_word``), measured in the same run, so
+the share needs no clock rate (AVX2 and AVX-512 paths). The XNOR result is checked
 against ``sign(A) @ sign(B)`` once per shape; the exit status is 1 if it differs.
 """
 import argparse
@@ -55,6 +58,12 @@ def child(args):
                                     machine.blas_description(np, kernels_word=True)))
     print('  xnor kernels: %s path, %s, OpenMP %s, %d thread(s)'
           % (info['isa'], info['flags'], 'on' if info['openmp'] else 'off', info['num_threads']))
+    from binary_net.kernels.library import ceiling_ns_per_word
+    ceiling = ceiling_ns_per_word()
+    if ceiling:
+        print('  inner loop alone, data in L1 (csrc/xk_ceiling.h): %.3f ns per 256-bit word%s'
+              % (ceiling, ', %.2f cycles at %.2f GHz' % (ceiling * args.ghz, args.ghz)
+                 if args.ghz else ''))
     rng = np.random.default_rng(0)
     rows = []
     for spec in args.shapes:
@@ -86,16 +95,18 @@ def child(args):
         words = M * N * (-(-Kd // 64)) / 4.0
         ns_word = 1e6 * med['kernel'] / words * nt        # per thread
         rows.append(dict(shape=spec, exact=exact, median_ms=med, min_ms=best,
-                         ns_per_word=ns_word))
+                         ns_per_word=ns_word, ceiling_ns_per_word=ceiling))
         print('  %-15s numpy %8.2f ms | xnor %7.2f ms (pack alone %5.2f) -> %5.1fx (best-of %5.1fx)'
               ' | kernel only %7.2f ms -> %5.1fx (best-of %5.1fx) | exact: %s'
               % (spec, med['numpy'], med['xnor'], med['pack'], med['numpy'] / med['xnor'],
                  best['numpy'] / best['xnor'], med['kernel'], med['numpy'] / med['kernel'],
                  best['numpy'] / best['kernel'], 'yes' if exact else 'NO'),
               flush=True)
-        print('  %-15s kernel: %.3f ns per 256-bit word per thread%s'
+        print('  %-15s kernel: %.3f ns per 256-bit word per thread%s%s'
               % ('', ns_word, ', %.2f cycles at %.2f GHz' % (ns_word * args.ghz, args.ghz)
-                 if args.ghz else ''), flush=True)
+                 if args.ghz else '',
+                 ', %.0f%% of the inner loop\'s ceiling' % (100 * ceiling / ns_word)
+                 if ceiling else ''), flush=True)
     print('JSON ' + json.dumps({'threads': nt, 'isa': info['isa'], 'rows': rows}), flush=True)
     return 0 if all(r['exact'] for r in rows) else 1
 

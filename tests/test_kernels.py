@@ -687,3 +687,20 @@ def test_kernel_info():
     info = K.kernel_info()
     assert info['isa'] in ('avx512-vpopcntdq', 'avx2', 'portable')
     assert os.path.exists(info['path']) and info['panel_width'] >= 1
+
+
+def test_inner_loop_ceiling(isa):
+    """The ceiling loop of bench_matmul counts whole steps of the micro-kernel's tile
+    (6 rows of 124 bytes on AVX2, 4 rows of 64 words, 8 256-bit words each, on AVX-512),
+    gives the same checksum for the same work, and exists only on those two paths."""
+    import ctypes
+    from binary_net.kernels.library import ceiling_ns_per_word
+    fn = K.library.get_library().function('xk_ceiling')
+    sinks = [ctypes.c_uint64(), ctypes.c_uint64()]
+    words = [fn(1000, ctypes.byref(s)) for s in sinks]
+    expected = {'avx2': 6 * 124 * -(-1000 // 124), 'avx512-vpopcntdq': 4 * 8 * 64 * -(-1000 // 64),
+                'portable': 0}[isa]
+    assert words == [expected, expected] and sinks[0].value == sinks[1].value
+    ceiling = ceiling_ns_per_word(repeat=1, steps=256)
+    assert (ceiling is None) == (isa == 'portable')
+    assert ceiling is None or ceiling > 0

@@ -37,6 +37,7 @@
  * work with OpenMP when built with -fopenmp.
  */
 #include "xnor_kernels.h"
+#include "xk_ceiling.h"
 
 /* ------------------------------------------------------------------------ */
 /* Dense layer: packing the activations overlapped with the product          */

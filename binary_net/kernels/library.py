@@ -9,6 +9,7 @@ which compiles ``csrc/xnor_kernels.c`` for the code path of
 """
 import ctypes
 import threading
+import time
 
 import numpy as np
 
@@ -161,6 +162,7 @@ SIGNATURES = {
     'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT], None),
     'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
                           _P, _P, _P, _P, _INT], None),
+    'xk_ceiling': ([_I64, _P], _I64),
     # csrc/amx_conv_grad.c
     'xk_amx_available': ([], _INT),
     'xk_amx_workspace': ([_INT, _P, _INT], _I64),
@@ -205,6 +207,24 @@ def kernel_info():
             'compiler': ' '.join(compiler_command()), 'openmp': lib.openmp,
             'panel_width': lib.nr, 'tile_rows': lib.mr,
             'num_threads': get_num_threads()}
+
+
+def ceiling_ns_per_word(repeat=5, steps=1 << 16):
+    """The product's inner loop on data in L1 (csrc/xk_ceiling.h), in ns per 256-bit
+    word on one thread: what the core's vector units allow for the loop, beside which
+    a benchmark can put the kernel's own time. The fastest of ``repeat`` runs; None on
+    the paths without a ceiling loop (NEON, portable)."""
+    fn = get_library().function('xk_ceiling')
+    sink = ctypes.c_uint64()
+    best = None
+    for _ in range(repeat + 1):                 # the first run is a warm-up
+        t0 = time.perf_counter()
+        words = fn(steps, ctypes.byref(sink))
+        elapsed = time.perf_counter() - t0
+        if words <= 0:
+            return None
+        best = elapsed / words if best is None else min(best, elapsed / words)
+    return 1e9 * best
 
 
 def set_num_threads(n):
