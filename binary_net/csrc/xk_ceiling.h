@@ -74,10 +74,14 @@ XK_EXPORT int64_t xk_ceiling(int64_t steps, uint64_t *sink)
             __m512i b3 = _mm512_load_si512((const void *)(pw + 24));
             for (int i = 0; i < XK_MR; i++) {
                 __m512i a = _mm512_set1_epi64((long long)A[i * W + w]);
-                acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
-                acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
-                acc[i][2] = _mm512_add_epi64(acc[i][2], _mm512_popcnt_epi64(_mm512_xor_si512(a, b2)));
-                acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
+                acc[i][0] = _mm512_add_epi64(acc[i][0],
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
+                acc[i][1] = _mm512_add_epi64(acc[i][1],
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
+                acc[i][2] = _mm512_add_epi64(acc[i][2],
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b2)));
+                acc[i][3] = _mm512_add_epi64(acc[i][3],
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
             }
         }
         done += W;
