@@ -7,7 +7,7 @@ from the floats. Here it is cross-compiled with aarch64-linux-gnu-gcc (static,
 mode): once on the NEON path (vcntq_u8 and pairwise adds), once with
 -DXK_NO_NEON on the portable one, and with OpenMP on three threads; and
 natively on the host's own path, and on its AVX2 path with the convolution in
-passes of one image. Emulated timings say nothing about real Arm cores, so no
+passes of one panel. Emulated timings say nothing about real Arm cores, so no
 speed is measured.
 
 Skipped, with the reason, where the Debian packages gcc-aarch64-linux-gnu (with
@@ -87,9 +87,9 @@ def test_kernels_bit_exact_on_the_host(tmp_path):
     assert isa in ('avx512-vpopcntdq', 'avx2', 'neon', 'portable')
 
 
-def test_avx2_convolution_in_passes_of_one_image(tmp_path):
-    """The AVX2 path with XK_CONV_BUFFER = 1 byte: the convolution takes one image per
-    pass (byte planes, panels, tasks), on two OpenMP threads."""
+def test_avx2_convolution_in_passes_of_one_panel(tmp_path):
+    """The AVX2 path with XK_CONV_BUFFER = 1 byte: the convolution gathers and
+    multiplies one panel of 32 output pixels per pass, on two OpenMP threads."""
     cc = shutil.which(os.environ.get('CC') or 'gcc')
     if cc is None:
         pytest.skip('no C compiler (gcc)')

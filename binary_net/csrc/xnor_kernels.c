@@ -210,18 +210,21 @@ static void gather_panel(const uint64_t *x_img, int64_t H, int64_t Wd, int64_t W
 
 #if defined(XK_PATH_AVX2)
 /*
- * The AVX2 path: lookup tables of the filters (built once per call) against byte
- * panels of 32 output pixels. The input is first rearranged into zero-padded byte
- * planes, plane g*8 + b holding byte b of channel word g of every pixel, so that a
- * panel's byte q (tap (i, j), word g, byte b) of 32 pixels is a few contiguous runs
- * of a plane (one run per output row the panel touches, at stride 1), copied
- * rather than gathered bit by bit. Padded taps read zero bytes, i.e. -1 inputs,
- * and the same border corrections as above undo them.
+ * The AVX2 path: lookup tables of the filters (xk_conv_tables, or built here)
+ * against byte panels of 32 output pixels. The input is first rearranged into
+ * zero-padded byte planes (as many bytes as the packed input, plus the padding),
+ * plane g*8 + b holding byte b of channel word g of every pixel, so that a panel's
+ * byte q (tap (i, j), word g, byte b) of 32 pixels is a few contiguous runs of a
+ * plane (one run per output row the panel touches, at stride 1), copied rather
+ * than gathered bit by bit. Padded taps read zero bytes, i.e. -1 inputs, and the
+ * same border corrections as above undo them. Panels are gathered in passes of at
+ * most XK_CONV_BUFFER bytes (of any images), each multiplied by tasks of
+ * XK_CONV_PANELS panels times XK_CONV_FILTERS filters.
  */
 #define XK_CONV_PANELS 8         /* panels per task */
 #define XK_CONV_FILTERS (8 * XK_PR)   /* filters per task */
 #ifndef XK_CONV_BUFFER
-#define XK_CONV_BUFFER (32 << 20)     /* bytes of byte planes and panels per pass */
+#define XK_CONV_BUFFER (32 << 20)     /* bytes of panels per pass */
 #endif
 
 /* Zero-padded byte planes of one image: (8*Wc, H + 2ph, Wd + 2pw) bytes. */
@@ -290,15 +293,15 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
     int64_t OH = (H + 2 * ph - fh) / sh + 1, OW = (Wd + 2 * pw - fw) / sw + 1;
     int64_t OHW = OH * OW, K = fh * fw * Wc, nb = 8 * K;
     int64_t Hp = H + 2 * ph, Wp = Wd + 2 * pw, ipb = 8 * Wc * Hp * Wp;   /* plane bytes */
-    int64_t npi = (OHW + 31) / 32, pbytes = 32 * (nb > 0 ? nb : 1);
-    int64_t chunk = XK_CONV_BUFFER / (npi * pbytes + ipb);     /* images per pass */
-    if (chunk < 1) chunk = 1;
-    if (chunk > N) chunk = N;
+    int64_t npi = (OHW + 31) / 32, pbytes = 32 * (nb > 0 ? nb : 1), npan = N * npi;
+    int64_t pass = XK_CONV_BUFFER / pbytes;                    /* panels per pass */
+    if (pass < 1) pass = 1;
+    if (pass > npan) pass = npan;
     int64_t tabrow = XK_TAB_BYTES(K), nfg = (F + XK_PR - 1) / XK_PR;
     uint8_t *own = tables ? NULL : (uint8_t *)malloc((size_t)(F * tabrow > 0 ? F * tabrow : 1));
     const uint8_t *tab = tables ? tables : own;
-    uint8_t *planes = (uint8_t *)malloc((size_t)(chunk * ipb > 0 ? chunk * ipb : 1));
-    uint8_t *panels = (uint8_t *)malloc((size_t)(chunk * npi * pbytes));
+    uint8_t *planes = (uint8_t *)malloc((size_t)(N * ipb > 0 ? N * ipb : 1));
+    uint8_t *panels = (uint8_t *)malloc((size_t)(pass * pbytes));
     if (!tab || !planes || !panels) {
         free(own);
         free(planes);
@@ -307,6 +310,7 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
     }
     int nt = resolve_threads(nthreads);
     int big = (double)N * (double)OHW * (double)F * (double)(K + 1) > 1e5;
+    int64_t nfr = (F + XK_CONV_FILTERS - 1) / XK_CONV_FILTERS;
     (void)nt; (void)big;
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
@@ -318,28 +322,28 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
                              own + f0 * tabrow);
             }
         }
-        for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-            int64_t nimg = N - n0 < chunk ? N - n0 : chunk, npan = nimg * npi;
+        _Pragma("omp for schedule(static)")
+        for (int64_t m = 0; m < N; m++)
+            byte_planes(xp + m * H * Wd * Wc, H, Wd, Wc, ph, pw, planes + m * ipb);
+        /* passes of at most `pass` panels (of any images): gather, then multiply */
+        for (int64_t g0 = 0; g0 < npan; g0 += pass) {
+            int64_t np = npan - g0 < pass ? npan - g0 : pass;
             _Pragma("omp for schedule(static)")
-            for (int64_t m = 0; m < nimg; m++)
-                byte_planes(xp + (n0 + m) * H * Wd * Wc, H, Wd, Wc, ph, pw, planes + m * ipb);
-            _Pragma("omp for schedule(static)")
-            for (int64_t gp = 0; gp < npan; gp++)
-                gather_bytes(planes + (gp / npi) * ipb, Hp, Wp, Wc, fh, fw, sh, sw, OW, OHW,
-                             (gp % npi) * 32, panels + gp * pbytes);
-            int64_t npc = (npan + XK_CONV_PANELS - 1) / XK_CONV_PANELS;
-            int64_t nfr = (F + XK_CONV_FILTERS - 1) / XK_CONV_FILTERS;
+            for (int64_t g = 0; g < np; g++)
+                gather_bytes(planes + ((g0 + g) / npi) * ipb, Hp, Wp, Wc, fh, fw, sh, sw, OW,
+                             OHW, ((g0 + g) % npi) * 32, panels + g * pbytes);
+            int64_t npc = (np + XK_CONV_PANELS - 1) / XK_CONV_PANELS;
             _Pragma("omp for schedule(dynamic, 1)")
             for (int64_t t = 0; t < npc * nfr; t++) {
                 int64_t p0 = (t / nfr) * XK_CONV_PANELS, fa = (t % nfr) * XK_CONV_FILTERS;
-                int64_t p1 = p0 + XK_CONV_PANELS < npan ? p0 + XK_CONV_PANELS : npan;
+                int64_t p1 = p0 + XK_CONV_PANELS < np ? p0 + XK_CONV_PANELS : np;
                 int64_t fz = fa + XK_CONV_FILTERS < F ? fa + XK_CONV_FILTERS : F;
                 for (int64_t f0 = fa; f0 < fz; f0 += XK_PR) {
                     int r = fz - f0 < XK_PR ? (int)(fz - f0) : XK_PR;
-                    for (int64_t gp = p0; gp < p1; gp++) {
-                        int64_t img = n0 + gp / npi, p = gp % npi, q0 = p * 32;
+                    for (int64_t g = p0; g < p1; g++) {
+                        int64_t img = (g0 + g) / npi, p = (g0 + g) % npi, q0 = p * 32;
                         int64_t k = pidx ? pidx[p] : -1;
-                        tab_tile(r, tab + f0 * tabrow, nb, panels + gp * pbytes, nbits,
+                        tab_tile(r, tab + f0 * tabrow, nb, panels + g * pbytes, nbits,
                                  out + (img * F + f0) * OHW + q0, OHW,
                                  OHW - q0 < 32 ? OHW - q0 : 32,
                                  k >= 0 ? pcorr + (k * F + f0) * 32 : NULL);
