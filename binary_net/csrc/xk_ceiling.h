@@ -1,13 +1,13 @@
 /*
  * The ceiling of the product's inner loop on this core: xk_ceiling(steps) runs the
- * micro-kernel's inner loop, the same instructions in the same tile, on data that
+ * micro-kernel's inner loop (its step function, in the same tile) on data that
  * stays in L1 (no stores, no epilogue), for `steps` word steps, so that a benchmark
  * can put a kernel's time per 256-bit word beside what the core's vector units allow
  * for that loop, measured, with no clock rate to assume (perf cannot count cycles in
  * many virtual machines). Returns the 256-bit words counted (0 on the paths without
  * one: NEON, portable) and a checksum in *sink so that nothing is optimized away.
  *
- * Included by xnor_kernels.c after xnor_kernels.h (it uses XK_PR, XK_NR, XK_LUT).
+ * Included by xnor_kernels.c after xnor_kernels.h (it uses tab_step, micro_step).
  */
 #ifndef BINARY_NET_XK_CEILING_H
 #define BINARY_NET_XK_CEILING_H
@@ -23,26 +23,15 @@ XK_EXPORT int64_t xk_ceiling(int64_t steps, uint64_t *sink)
     uint8_t T[XK_PR * NB * 32] __attribute__((aligned(32)));
     for (int k = 0; k < NB * 32; k++) P[k] = (uint8_t)(k * 37 + 11);
     for (int k = 0; k < XK_PR * NB * 32; k++) T[k] = (uint8_t)((k * 13) & 3);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
     __m256i t16 = zero;
     int64_t done = 0;
     while (done < steps) {
         for (int q0 = 0; q0 < NB; q0 += 31) {
             __m256i acc[XK_PR];
             for (int i = 0; i < XK_PR; i++) acc[i] = zero;
-            for (int q = q0; q < q0 + 31 && q < NB; q++) {
-                __m256i b = _mm256_load_si256((const __m256i *)(P + q * 32));
-                __m256i lo = _mm256_and_si256(b, m4);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
-                for (int i = 0; i < XK_PR; i++) {
-                    const uint8_t *t = T + (i * NB + q) * 32;
-                    __m256i tl = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)t));
-                    __m256i th = _mm256_broadcastsi128_si256(
-                        _mm_load_si128((const __m128i *)(t + 16)));
-                    acc[i] = _mm256_add_epi8(acc[i], _mm256_shuffle_epi8(tl, lo));
-                    acc[i] = _mm256_add_epi8(acc[i], _mm256_shuffle_epi8(th, hi));
-                }
-            }
+            for (int q = q0; q < q0 + 31 && q < NB; q++)
+                tab_step(XK_PR, T + q * 32, NB * 32, P + q * 32, acc);
             for (int i = 0; i < XK_PR; i++)
                 t16 = _mm256_add_epi16(t16, _mm256_add_epi16(_mm256_unpacklo_epi8(acc[i], zero),
                                                              _mm256_unpackhi_epi8(acc[i], zero)));
@@ -66,24 +55,7 @@ XK_EXPORT int64_t xk_ceiling(int64_t steps, uint64_t *sink)
         for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_si512();
     int64_t done = 0;
     while (done < steps) {
-        for (int w = 0; w < W; w++) {
-            const uint64_t *pw = P + w * XK_NR;
-            __m512i b0 = _mm512_load_si512((const void *)(pw));
-            __m512i b1 = _mm512_load_si512((const void *)(pw + 8));
-            __m512i b2 = _mm512_load_si512((const void *)(pw + 16));
-            __m512i b3 = _mm512_load_si512((const void *)(pw + 24));
-            for (int i = 0; i < XK_MR; i++) {
-                __m512i a = _mm512_set1_epi64((long long)A[i * W + w]);
-                acc[i][0] = _mm512_add_epi64(acc[i][0],
-                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
-                acc[i][1] = _mm512_add_epi64(acc[i][1],
-                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
-                acc[i][2] = _mm512_add_epi64(acc[i][2],
-                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b2)));
-                acc[i][3] = _mm512_add_epi64(acc[i][3],
-                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
-            }
-        }
+        for (int w = 0; w < W; w++) micro_step(XK_MR, A + w, W, P + w * XK_NR, acc);
         done += W;
     }
     __m512i s = _mm512_setzero_si512();

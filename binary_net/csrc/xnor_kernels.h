@@ -311,6 +311,24 @@ XK_EXPORT void xk_pack_panels(const uint64_t *B, int64_t N, int64_t W, int64_t l
 
 #if defined(XK_PATH_AVX512)
 
+/* One word step of micro(): word 0 of r rows of A (stride lda) against one panel row
+ * pw of 32 words, into acc (also the loop of xk_ceiling). */
+XK_INLINE void micro_step(const int r, const uint64_t *A, int64_t lda, const uint64_t *pw,
+                          __m512i acc[][4])
+{
+    __m512i b0 = _mm512_loadu_si512((const void *)(pw));
+    __m512i b1 = _mm512_loadu_si512((const void *)(pw + 8));
+    __m512i b2 = _mm512_loadu_si512((const void *)(pw + 16));
+    __m512i b3 = _mm512_loadu_si512((const void *)(pw + 24));
+    for (int i = 0; i < r; i++) {
+        __m512i a = _mm512_set1_epi64((long long)A[i * lda]);
+        acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
+        acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
+        acc[i][2] = _mm512_add_epi64(acc[i][2], _mm512_popcnt_epi64(_mm512_xor_si512(a, b2)));
+        acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
+    }
+}
+
 XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t *P,
                      int64_t W, int64_t n, int32_t *C, int64_t ldc, int64_t ncols,
                      const int32_t *corr, xk_prefetch *pf)
@@ -320,18 +338,7 @@ XK_INLINE void micro(const int r, const uint64_t *A, int64_t lda, const uint64_t
         for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_si512();
     for (int64_t w = 0; w < W; w++) {
         XK_PF_STEP(pf);
-        const uint64_t *pw = P + w * XK_NR;
-        __m512i b0 = _mm512_loadu_si512((const void *)(pw));
-        __m512i b1 = _mm512_loadu_si512((const void *)(pw + 8));
-        __m512i b2 = _mm512_loadu_si512((const void *)(pw + 16));
-        __m512i b3 = _mm512_loadu_si512((const void *)(pw + 24));
-        for (int i = 0; i < r; i++) {
-            __m512i a = _mm512_set1_epi64((long long)A[i * lda + w]);
-            acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
-            acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
-            acc[i][2] = _mm512_add_epi64(acc[i][2], _mm512_popcnt_epi64(_mm512_xor_si512(a, b2)));
-            acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(a, b3)));
-        }
+        micro_step(r, A + w, lda, P + w * XK_NR, acc);
     }
     /* Counts are < 2^31: the low dwords of two accumulators, interleaved into
      * one vector of 16 int32 (one permute), give 16 results per store. */
@@ -509,12 +516,31 @@ static void build_tables(const uint64_t *A, int64_t lda, int rows, int64_t W, ui
     }
 }
 
+/* One byte step of tab_micro(): the tables t of r rows (tb bytes apart) against the
+ * panel vector p (one byte of 32 columns), added into the byte counts acc (also the
+ * loop of xk_ceiling). */
+XK_INLINE void tab_step(const int r, const uint8_t *t, int64_t tb, const uint8_t *p,
+                        __m256i acc[])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i b = _mm256_loadu_si256((const __m256i *)p);
+    __m256i lo = _mm256_and_si256(b, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+    for (int i = 0; i < r; i++) {
+        const uint8_t *ti = t + i * tb;
+        __m256i tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ti));
+        __m256i th = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(ti + 16)));
+        acc[i] = _mm256_add_epi8(acc[i], _mm256_shuffle_epi8(tl, lo));
+        acc[i] = _mm256_add_epi8(acc[i], _mm256_shuffle_epi8(th, hi));
+    }
+}
+
 /* r rows (tables T) times one panel (nb bytes per column): C[i*ldc + c] = n -
  * 2 * count (+ corr[i*32 + c] if corr is not NULL), c < ncols. */
 XK_INLINE void tab_micro(const int r, const uint8_t *T, int64_t nb, const uint8_t *P, int64_t n,
                          int32_t *C, int64_t ldc, int64_t ncols, const int32_t *corr)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
     const int64_t tb = nb * 32;
     __m256i cnt[XK_PR][4];
     for (int i = 0; i < r; i++)
@@ -527,19 +553,7 @@ XK_INLINE void tab_micro(const int r, const uint8_t *T, int64_t nb, const uint8_
             int64_t q1 = c1 - q0 < 31 ? c1 : q0 + 31;
             __m256i acc[XK_PR];
             for (int i = 0; i < r; i++) acc[i] = zero;
-            for (int64_t q = q0; q < q1; q++) {
-                __m256i b = _mm256_loadu_si256((const __m256i *)(P + q * 32));
-                __m256i lo = _mm256_and_si256(b, m4);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
-                for (int i = 0; i < r; i++) {
-                    const uint8_t *t = T + i * tb + q * 32;
-                    __m256i tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
-                    __m256i th = _mm256_broadcastsi128_si256(
-                        _mm_loadu_si128((const __m128i *)(t + 16)));
-                    acc[i] = _mm256_add_epi8(acc[i], _mm256_shuffle_epi8(tl, lo));
-                    acc[i] = _mm256_add_epi8(acc[i], _mm256_shuffle_epi8(th, hi));
-                }
-            }
+            for (int64_t q = q0; q < q1; q++) tab_step(r, T + q * 32, tb, P + q * 32, acc);
             /* 16-bit totals: [0] holds columns 0-7 and 16-23, [1] 8-15 and 24-31 */
             for (int i = 0; i < r; i++) {
                 t16[i][0] = _mm256_add_epi16(t16[i][0], _mm256_unpacklo_epi8(acc[i], zero));
