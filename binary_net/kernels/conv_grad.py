@@ -147,7 +147,7 @@ def sign_conv_grad_inputs(w, gz, pad=0, out=None):
     pad : int or pair of int
         Zero padding on each side (AMX computes a padding below the kernel size,
         the numpy reference a larger one); the input is
-        ``H = OH - kh + 1 - 2 ph`` by ``W = OW - kw + 1 - 2 pw``.
+        ``H = OH + kh - 1 - 2 ph`` by ``W = OW + kw - 1 - 2 pw``.
     out : ndarray, optional
         A float32 array of the result's shape to write into (else a new one).
 
