@@ -22,9 +22,10 @@ a private cache (:mod:`~binary_net.kernels.build`), and loaded with :mod:`ctypes
 path (lookup tables of A's nibbles, shuffled by the nibbles of 32 columns of B side
 by side), a NEON path and a portable path (``__builtin_popcountll``); all are
 bit-exact. Products are register-blocked (a few rows of A against a panel of 8 or 32
-columns of B) and split over OpenMP threads. ``$BINARY_NET_ISA`` (:mod:`~binary_net.kernels.isa`)
-may be set to ``avx2`` or ``portable`` to build a narrower path than the CPU allows
-(for testing and benchmarking); the default is ``native``.
+columns of B) and split over OpenMP threads. ``$BINARY_NET_ISA``
+(:mod:`~binary_net.kernels.isa`) may be set to ``avx2`` or ``portable`` to build a
+narrower path than the CPU allows (for testing and benchmarking); the default is
+``native``.
 
 For training, :func:`sign_conv_grad_weights` and :func:`sign_conv_grad_inputs`
 (``csrc/amx_conv_grad.c``, :mod:`~binary_net.kernels.conv_grad`) compute the two

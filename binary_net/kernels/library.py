@@ -216,14 +216,14 @@ def ceiling_ns_per_word(repeat=5, steps=1 << 16):
     the paths without a ceiling loop (NEON, portable)."""
     fn = get_library().function('xk_ceiling')
     sink = ctypes.c_uint64()
+    if fn(steps, ctypes.byref(sink)) <= 0:     # (also the warm-up run)
+        return None
     best = None
-    for _ in range(repeat + 1):                 # the first run is a warm-up
+    for _ in range(repeat):
         t0 = time.perf_counter()
         words = fn(steps, ctypes.byref(sink))
-        elapsed = time.perf_counter() - t0
-        if words <= 0:
-            return None
-        best = elapsed / words if best is None else min(best, elapsed / words)
+        per_word = (time.perf_counter() - t0) / words
+        best = per_word if best is None else min(best, per_word)
     return 1e9 * best
 
 
