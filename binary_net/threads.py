@@ -1,4 +1,4 @@
-"""Idle worker threads spin only briefly, then sleep: the process-wide default here.
+"""The two thread pools: idle threads spin briefly, then sleep; OpenBLAS's count per call.
 
 Two thread pools share the cores here: the OpenMP threads of the XNOR kernels and of
 the fused Theano ops, and the threads of the OpenBLAS that numpy (and Theano) call.
@@ -25,10 +25,20 @@ come before numpy in the scripts. A program that imports numpy first keeps OpenB
 default unless it sets the variable itself, and a plain ``import binary_net`` (which
 ``binary_net_compat.pth`` does in every interpreter of the environment) changes
 nothing. A variable you set, or its alias, is never overwritten.
-"""
-import os
 
-__all__ = ['SLEEPING_DEFAULTS', 'prefer_sleeping_threads']
+:func:`blas_threads` sets OpenBLAS's thread count for the length of a call (its
+``openblas_set_num_threads``, found in the library numpy has loaded, as threadpoolctl
+does, without the dependency); where numpy uses another BLAS, or the library cannot
+be found, it changes nothing and says so. :func:`binary_net.infer.numerics.
+matmul_rows` runs matrix-vector products too small to share out on one thread.
+"""
+import contextlib
+import ctypes
+import glob
+import os
+import threading
+
+__all__ = ['SLEEPING_DEFAULTS', 'prefer_sleeping_threads', 'blas_threads', 'blas_num_threads']
 
 #: variable -> (value, the variables any of which means the user has chosen).
 SLEEPING_DEFAULTS = {
@@ -58,3 +68,85 @@ def prefer_sleeping_threads(environ=None):
         if not any(var in env for var in chosen):
             env[name] = value
     return env
+
+
+# The setter's and getter's names in the OpenBLAS builds numpy ships: numpy 1.x
+# wheels (64-bit integers, suffix 64_), numpy 2.x (scipy-openblas, prefix scipy_),
+# distributions' builds (no suffix).
+_NAMES = [('openblas_set_num_threads' + s, 'openblas_get_num_threads' + s)
+          for s in ('64_', '_64', '')]
+_NAMES += [('scipy_' + set_, 'scipy_' + get) for set_, get in _NAMES]
+
+_lock = threading.RLock()
+_api = []           # [] until looked up, then [(set, get)] or [None]
+
+
+def _numpy_openblas_paths():
+    """Where numpy's OpenBLAS may be: the library its wheel bundles (numpy.libs), else
+    the OpenBLAS libraries mapped into this process (Linux) but scipy's, which
+    Theano links (binary_net.compat) and which keeps a thread count of its own."""
+    import numpy
+    wheel = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, 'numpy.libs',
+                                   '*openblas*.so*'))
+    if wheel:
+        return sorted(wheel)
+    try:
+        with open('/proc/self/maps') as maps:
+            paths = {line.split(None, 5)[5].strip() for line in maps
+                     if line.count(' ') >= 5 and 'openblas' in line.lower()}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith('/') and '.so' in p and 'scipy' not in p)
+
+
+def _lookup():
+    for path in _numpy_openblas_paths():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _NAMES:
+            set_, get = getattr(lib, set_name, None), getattr(lib, get_name, None)
+            if set_ is not None and get is not None:
+                set_.argtypes, set_.restype = [ctypes.c_int], None
+                get.argtypes, get.restype = [], ctypes.c_int
+                return set_, get
+    return None
+
+
+def _control():
+    if not _api:
+        with _lock:
+            if not _api:
+                _api.append(_lookup())
+    return _api[0]
+
+
+def blas_num_threads():
+    """OpenBLAS's current thread count, or None where :func:`blas_threads` cannot set it."""
+    api = _control()
+    return None if api is None else api[1]()
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Run the body with numpy's OpenBLAS on ``n`` threads, then restore its count.
+
+    Calls from several Python threads take turns (a lock), so that none of them
+    restores a count another has set. Yields True if the count could be set, False
+    if not (another BLAS, or OpenBLAS not found): the body then runs unchanged.
+    """
+    api = _control()
+    if api is None:
+        yield False
+        return
+    set_, get = api
+    with _lock:
+        old = get()
+        if old != n:
+            set_(n)
+        try:
+            yield True
+        finally:
+            if old != n:
+                set_(old)

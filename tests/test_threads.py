@@ -1,4 +1,5 @@
-"""binary_net.threads: idle OpenMP and OpenBLAS threads spin briefly, unless the user chose."""
+"""binary_net.threads: idle OpenMP and OpenBLAS threads spin briefly, unless the user chose;
+OpenBLAS's thread count set for the length of a call."""
 import glob
 import os
 import subprocess
@@ -7,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from binary_net.threads import SLEEPING_DEFAULTS, prefer_sleeping_threads
+from binary_net.infer.numerics import ONE_THREAD_PRODUCT
+from binary_net.threads import (SLEEPING_DEFAULTS, blas_num_threads, blas_threads,
+                                prefer_sleeping_threads)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,3 +70,47 @@ def test_numpy_openblas_reads_the_timeout_set_by_the_entry_points(entry, user, e
     out = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT, check=True,
                          stdout=subprocess.PIPE, text=True).stdout
     assert int(out.split()[-1]) == expected
+
+
+needs_blas_control = pytest.mark.skipif(blas_num_threads() is None,
+                                        reason="numpy's OpenBLAS thread count not found")
+
+
+@needs_blas_control
+def test_blas_threads_sets_the_count_for_the_body_and_restores_it():
+    before = blas_num_threads()
+    with blas_threads(1) as done:
+        assert done and blas_num_threads() == 1
+        with blas_threads(2):
+            assert blas_num_threads() == 2
+        assert blas_num_threads() == 1
+    assert blas_num_threads() == before
+    with pytest.raises(KeyError):
+        with blas_threads(1):
+            raise KeyError('the body fails')
+    assert blas_num_threads() == before
+
+
+SMALL_PRODUCTS = """
+import hashlib, numpy as np
+from binary_net.infer.numerics import matmul_rows
+rng = np.random.RandomState(0)
+for f, k in ((10, 1024), (10, 4096), (50, 1024)):
+    x, w = rng.randn(40, k).astype(np.float32), rng.randn(f, k).astype(np.float32)
+    print(f * k, hashlib.sha256(matmul_rows(x, w).tobytes()).hexdigest())
+"""
+
+
+@needs_blas_control
+def test_small_products_have_the_same_bits_on_any_blas_thread_count():
+    # OpenBLAS on two threads splits the dot products of a few outputs, which gave
+    # 10 x 1024 other last bits than on one thread here; matmul_rows runs products
+    # below ONE_THREAD_PRODUCT on one thread.
+    runs = []
+    for threads in ('1', '2'):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads)
+        runs.append(subprocess.run([sys.executable, '-c', SMALL_PRODUCTS], env=env, cwd=ROOT,
+                                   check=True, stdout=subprocess.PIPE, text=True).stdout)
+    sizes = [int(line.split()[0]) for line in runs[0].splitlines()]
+    assert len(sizes) == 3 and max(sizes) < ONE_THREAD_PRODUCT
+    assert runs[0] == runs[1]

@@ -7,15 +7,26 @@ batch (see "Batches" in :mod:`binary_net.infer.network`). :func:`quantize` and
 :func:`fixed_format` define the signed fixed-point formats of fixed mode and of
 the integer path.
 """
+import contextlib
 import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..threads import blas_threads
 from ..spec import output_size
 
-__all__ = ['IM2COL_MAX_ELEMENTS', 'sign', 'im2col', 'conv2d', 'matmul_rows', 'ROUNDINGS',
-           'round_to_nearest', 'quantize_codes', 'quantize', 'fixed_format']
+__all__ = ['IM2COL_MAX_ELEMENTS', 'ONE_THREAD_PRODUCT', 'sign', 'im2col', 'conv2d', 'matmul_rows',
+           'ROUNDINGS', 'round_to_nearest', 'quantize_codes', 'quantize', 'fixed_format']
+
+#: The per-row products of :func:`matmul_rows` and per-sample products of
+#: :func:`conv2d` of fewer multiply-adds than this run on one BLAS thread. OpenBLAS
+#: shares out even these, splitting the dot products of a few outputs, which changes
+#: their last bits; on two cores it took 0.097 ms for 100 rows of 10 x 1024 against
+#: 0.047 on one thread in a loop (2-core Xeon, 2026-12-03), 0.24 against 0.07 ms
+#: between the XNOR kernels of the MNIST model; in a loop two threads won from
+#: 64 x 1024 (0.21 against 0.29 ms).
+ONE_THREAD_PRODUCT = 1 << 16
 
 # Largest im2col matrix built at once, in elements; convolutions of bigger batches
 # are computed in chunks of samples so that memory stays bounded.
@@ -91,7 +102,8 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0), per_sample=True):
         kernels within 5e-7 relative; three times faster for a first layer of 3
         channels, which spent most of its time copying.) False: one product per
         chunk of samples, for products that are exact in any order (sums of +-1
-        terms), where it is faster.
+        terms), where it is faster. Per-sample products of fewer than
+        :data:`ONE_THREAD_PRODUCT` multiply-adds run on one BLAS thread.
 
     Returns
     -------
@@ -106,19 +118,28 @@ def conv2d(x, w, stride=(1, 1), pad=(0, 0), per_sample=True):
     w_rows = w.reshape(f, -1)
     out = np.empty((n, f, ho, wo), dtype=np.result_type(x.dtype, w.dtype))
     step = max(1, IM2COL_MAX_ELEMENTS // max(1, ho * wo * c * fh * fw))
-    for start in range(0, n, step):
-        chunk = x[start:start + step]
-        cols, _ = im2col(chunk, (fh, fw), stride, pad)
-        if per_sample:
-            # A stack of products, one BLAS call each, written straight into the
-            # output's (F, Ho * Wo) layout: no product buffer to fill, no transposed copy.
-            np.matmul(w_rows, cols.reshape(len(chunk), ho * wo, -1).transpose(0, 2, 1),
-                      out=out[start:start + len(chunk)].reshape(len(chunk), f, ho * wo))
-        else:
-            product = cols @ w_rows.T
-            out[start:start + len(chunk)] = product.reshape(len(chunk), ho, wo, f) \
-                                                   .transpose(0, 3, 1, 2)
+    # Per sample, a product of fewer than ONE_THREAD_PRODUCT multiply-adds (the box
+    # filter of an XNOR convolution's K) on one BLAS thread, as in matmul_rows.
+    threads = blas_threads(1) if per_sample and f * c * fh * fw * ho * wo < ONE_THREAD_PRODUCT \
+        else contextlib.nullcontext()
+    with threads:
+        for start in range(0, n, step):
+            _conv_chunk(x[start:start + step], w_rows, (fh, fw), stride, pad, per_sample,
+                        out[start:start + step])
     return out
+
+
+def _conv_chunk(chunk, w_rows, filter_size, stride, pad, per_sample, out):
+    """conv2d of a chunk of samples into ``out`` (see :func:`conv2d`)."""
+    n, f = len(chunk), len(w_rows)
+    cols, (ho, wo) = im2col(chunk, filter_size, stride, pad)
+    if per_sample:
+        # A stack of products, one BLAS call each, written straight into the
+        # output's (F, Ho * Wo) layout: no product buffer to fill, no transposed copy.
+        np.matmul(w_rows, cols.reshape(n, ho * wo, -1).transpose(0, 2, 1),
+                  out=out.reshape(n, f, ho * wo))
+    else:
+        out[...] = (cols @ w_rows.T).reshape(n, ho, wo, f).transpose(0, 3, 1, 2)
 
 
 def matmul_rows(x, w_t):
@@ -136,10 +157,17 @@ def matmul_rows(x, w_t):
     x : ndarray ``(N, K)``
     w_t : ndarray ``(F, K)``, the transposed weights (C-contiguous is fastest).
 
+    A product of fewer than :data:`ONE_THREAD_PRODUCT` multiply-adds per row runs on
+    one BLAS thread (:func:`binary_net.threads.blas_threads`): too little to share out,
+    and its bits then do not depend on the thread count either.
+
     Returns
     -------
     ndarray ``(N, F)`` of the result type of ``x`` and ``w_t``.
     """
+    if w_t.shape[0] * w_t.shape[1] < ONE_THREAD_PRODUCT:
+        with blas_threads(1):
+            return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
     return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
 
 
