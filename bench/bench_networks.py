@@ -23,8 +23,9 @@ bit-identical to the float scores.
 
 Then a breakdown, from separately instrumented runs: the median time of every op
 kind in both modes and, inside the XNOR ops of xnor mode, the time of packing the
-activations, of the XNOR-popcount kernel, and of the rest (K, the scaling by K and
-alpha, the bias, conversions).
+activations (none where the convolution before packed them in its epilogue), of the
+XNOR-popcount kernel, and of the rest (K, the scaling by K and alpha, the bias, the
+fused pooling, batch norm and packing of the next convolution's input, conversions).
 
 ``--batch B`` sets both batch sizes; with small batches (``--batch 1``: one image
 per call, as a server or an embedded user runs it) each timed sample is a run of
@@ -114,14 +115,19 @@ def instrumented_run(net, X, mode, clock):
     from binary_net.infer import xnor
 
     ctx = inference.make_context(net, mode, {})
+    ctx.keep_outputs = False            # as predict_scores
     x = ctx.network_input(X)
     per_op, inside = [], {'pack': 0.0, 'kernel': 0.0}
     for op in net.ops:
         if mode == 'xnor' and op.kind in ('xnor_dense', 'xnor_conv') and op.binary_input:
             packed = xnor.packed_weights(op)
-            flat = x.reshape(len(x), -1) if op.kind == 'xnor_dense' else x
+            ready = ctx.prepared.get(op.index)
             t0 = clock()
-            xp = kernels.pack_signs(flat, axis=1)
+            if ready is not None and ready[0] is x and len(ready) == 3:
+                xp = ready[1]           # packed by the op before, in its own C pass
+            else:
+                xp = kernels.pack_signs(x.reshape(len(x), -1) if op.kind == 'xnor_dense' else x,
+                                        axis=1)
             t1 = clock()
             if op.kind == 'xnor_dense':
                 packed.matmul_packed(xp)
@@ -217,7 +223,8 @@ def child(args):
         # Separate measurements: on a busy machine the difference can come out negative.
         rest = max(0.0, binary - b['inside']['pack'] - b['inside']['kernel'])
         print('    xnor ops in xnor mode: %.2f ms = pack activations %.2f + XNOR-popcount '
-              'kernel %.2f + K, scaling, bias and the fused batch norm / pooling %.2f; '
+              'kernel %.2f + K, scaling, bias, the fused batch norm / pooling / next '
+              'packing %.2f; '
               'other ops %.2f ms'
               % (1e3 * binary, 1e3 * b['inside']['pack'], 1e3 * b['inside']['kernel'],
                  1e3 * rest, 1e3 * (b['total'] - binary)), flush=True)

@@ -593,6 +593,53 @@ def test_conv_epilogue_is_float_modes_arithmetic(isa, pool):
     np.testing.assert_array_equal(z2, p.astype(np.float32) + bias(b))
 
 
+@pytest.mark.parametrize('shape, pool, norm', [
+    ((3, 70, 9, 7), (2, 2), True),        # two words per pixel, odd border dropped
+    ((2, 128, 16, 16), None, True),       # CIFAR-10's middle convolutions
+    ((1, 64, 5, 6), (2, 3), False),       # one image: blocks of rows for two threads
+    ((2, 130, 3, 300), None, False),      # rows of v longer than a block (XK_QBLOCK)
+    ((2, 5, 7, 7), (3, 3), True),
+])
+def test_conv_epilogue_pack_is_the_epilogue_then_the_packing(isa, threads, shape, pool, norm):
+    # The fused pass never stores z, but its packed signs and mean |v| are those of the
+    # last result v of conv_epilogue, and the pooled z and y it stores are its own.
+    rng = np.random.default_rng(shape[1])
+    N, F, OH, OW = shape
+    p = rng.integers(-300, 300, shape).astype(np.int32)
+    Kx = rng.uniform(0, 2, (N, 1, OH, OW)).astype(np.float32)
+    alpha, b, scale, offset = rng.uniform(-1, 1, (4, F)).astype(np.float32)
+    scale, offset = (scale, offset) if norm else (None, None)
+    for nt in (1, 2):
+        K.set_num_threads(nt)
+        for k, a in ((Kx, alpha), (None, None)):
+            z, pooled, y = K.conv_epilogue(p, k, a, b, pool, scale, offset)
+            v = y if norm else (z if pool is None else pooled)
+            packed_ref, mean_ref = K.pack_channels_mean_abs(v)
+            kept = tuple(None if r is None else np.full(r.shape, np.nan, np.float32)
+                         for r in (pooled, y))
+            packed, mean = K.conv_epilogue_pack(p, k, a, b, pool, scale, offset, out=kept)
+            np.testing.assert_array_equal(packed, packed_ref)
+            np.testing.assert_array_equal(packed, ref_pack(v, axis=1))
+            assert np.array_equal(mean.view(np.int32), mean_ref.view(np.int32))
+            for got, want in zip(kept, (pooled, y)):
+                if want is not None:
+                    assert np.array_equal(got.view(np.int32), want.view(np.int32))
+            packed2, none = K.conv_epilogue_pack(p, k, a, b, pool, scale, offset, mean_abs=False)
+            np.testing.assert_array_equal(packed2, packed_ref)
+            assert none is None
+
+
+def test_batch_norm_pack_channels_can_leave_y_unstored(isa):
+    rng = np.random.default_rng(3)
+    x = signed_data(rng, (2, 70, 5, 9))
+    scale, offset = rng.uniform(-2, 2, (2, 70)).astype(np.float32)
+    y, packed, mean = K.batch_norm_pack_channels(x, scale, offset)
+    none, packed2, mean2 = K.batch_norm_pack_channels(x, scale, offset, keep_y=False)
+    assert none is None
+    np.testing.assert_array_equal(packed2, packed)
+    assert np.array_equal(mean2.view(np.int32), mean.view(np.int32))
+
+
 # ------------------------------------------------------------------ threads
 
 def test_thread_counts_give_identical_results(isa, threads):

@@ -152,6 +152,37 @@ def test_large_batches_run_dense_layers_one_call_each(monkeypatch):
     assert len(calls) == 3
 
 
+def test_scores_alone_let_each_convolution_pack_the_next_ones_input(monkeypatch):
+    # predict_scores wants only the scores: an XNOR convolution followed (after its
+    # pooling and batch norm) by another one packs that one's input in its epilogue
+    # (conv_epilogue_pack), chunk by chunk, and its own output, the pooling's and the
+    # batch norm's are not stored. Bit for bit float mode's scores; trace keeps all.
+    case = get_case('cifar10')
+    calls = []
+    fused = kernels.conv_epilogue_pack
+    monkeypatch.setattr(kernels, 'conv_epilogue_pack',
+                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    np.testing.assert_array_equal(case.net.predict_scores(case.X, mode='xnor'),
+                                  case.float_scores)
+    assert len(calls) == 4          # convolutions 2-3, 3-4, 4-5, 5-6
+    monkeypatch.setattr(xnor, 'CONV_CHUNK_ELEMENTS', 1000)    # one image per chunk
+    np.testing.assert_array_equal(case.net.predict_scores(case.X, mode='xnor'),
+                                  case.float_scores)
+    assert len(calls) == 4 + 4 * len(case.X)
+    traced = case.net.trace(case.X[:3], mode='xnor')
+    assert len(calls) == 4 + 4 * len(case.X)
+    for i, (a, b) in enumerate(zip(case.net.trace(case.X[:3]), traced)):
+        assert np.array_equal(a.view(np.int32), b.view(np.int32)), (i, case.net[i].kind)
+
+
+def test_outputs_not_computed_cannot_be_mistaken_for_values():
+    stand_in = xnor.not_computed((2, 3, 4, 5))
+    assert stand_in.shape == (2, 3, 4, 5) and stand_in.dtype == np.float32
+    assert np.isnan(stand_in).all() and stand_in.strides == (0,) * 4    # no memory
+    with pytest.raises(ValueError):
+        stand_in[0, 0, 0, 0] = 1.0
+
+
 def test_xnor_mode_is_registered_and_takes_no_options():
     case = get_case('mnist')
     assert infer.MODES['xnor'] is xnor.XnorContext

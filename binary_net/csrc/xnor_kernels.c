@@ -715,8 +715,8 @@ XK_EXPORT int xk_xnor_dense_chain(const float *x, int64_t M, int64_t n0, int64_t
 
 /*
  * x: (N, C, HW) floats. If scale is not NULL, the batch norm v = x * scale[c] +
- * offset[c] (two roundings, as numpy) is written to y (N, C, HW) and used below
- * instead of x. out (if not NULL): (N, HW, ceil(C/64)) words, the channels of
+ * offset[c] (two roundings, as numpy) is used below instead of x, and written to y
+ * (N, C, HW) if y is not NULL. out (if not NULL): (N, HW, ceil(C/64)) words, the channels of
  * each pixel packed (pack_signs(v, axis=1)); mean (if not NULL): (N, HW) floats,
  * np.mean(np.abs(v), axis=1, dtype=float32): numpy adds the channels one after
  * the other, element by element, from 0, then divides by float32(C).
@@ -733,7 +733,7 @@ XK_EXPORT void xk_pack_channels_mean_abs_f32(const float *x, int64_t N, int64_t 
     for (int64_t t = 0; t < ntask; t++) {
         int64_t img = t / nqb, q0 = (t % nqb) * XK_QBLOCK;
         int64_t nq = HW - q0 < XK_QBLOCK ? HW - q0 : XK_QBLOCK;
-        float sum[XK_QBLOCK];
+        float sum[XK_QBLOCK], tmp[XK_QBLOCK];
         uint64_t acc[XK_QBLOCK];
         for (int64_t q = 0; q < nq; q++) sum[q] = 0.0f;
         for (int64_t g = 0; g < nw; g++) {
@@ -742,7 +742,7 @@ XK_EXPORT void xk_pack_channels_mean_abs_f32(const float *x, int64_t N, int64_t 
             for (int64_t c = 0; c < nc; c++) {
                 const float *xc = x + (img * C + c0 + c) * HW + q0;
                 if (scale) {
-                    float *yc = y + (img * C + c0 + c) * HW + q0;
+                    float *yc = y ? y + (img * C + c0 + c) * HW + q0 : tmp;
                     float sc = scale[c0 + c], of = offset[c0 + c];
                     for (int64_t q = 0; q < nq; q++) {
                         float u = xc[q] * sc;
@@ -775,6 +775,17 @@ XK_INLINE float np_maximum(float a, float b)
     float out;
     __builtin_memcpy(&out, &r, 4);
     return out;
+}
+
+/* z of one product entry pp[q] of filter f, as float mode: (float(p) * K) * alpha + b,
+ * K and alpha where flagged (kp: K of the image's plane). */
+XK_INLINE float epilogue_z(const int32_t *pp, const float *kp, int64_t q, int flags, float a,
+                           float bf)
+{
+    float z = (float)pp[q];
+    if (flags & XK_SCALE_INPUT) z = z * kp[q];
+    if (flags & XK_SCALE_WEIGHTS) z = z * a;
+    return z + bf;
 }
 
 /*
@@ -847,6 +858,131 @@ XK_EXPORT void xk_conv_epilogue(const int32_t *p, int64_t N, int64_t F, int64_t 
             }
         }
     }
+}
+
+/*
+ * xk_conv_epilogue fused with the packing of its result v (y if scale is given, else
+ * the pooled z if ph > 0, else z) as the input of the next XNOR convolution, so that
+ * v is computed in cache and packed there: out (N, VH, VW, ceil(F/64)) words, bit f % 64
+ * of word f / 64 of a pixel set where v >= 0, and, if mean is not NULL, mean (N, VH*VW)
+ * = np.mean(np.abs(v), axis=1, dtype=float32), as xk_pack_channels_mean_abs_f32 gives
+ * for v. z is not stored; pooled and y only where not NULL. Tasks are blocks of at
+ * most XK_QBLOCK pixels of v of one image, its F channels in order (the sum of |v|
+ * adds them one after the other, as numpy does), at least 4 per thread where the
+ * batch allows. Returns 0, or -1 when out of memory.
+ */
+XK_EXPORT int xk_conv_epilogue_pack(const int32_t *p, int64_t N, int64_t F, int64_t OH,
+                                    int64_t OW, int flags, const float *K, const float *alpha,
+                                    const float *b, int64_t ph, int64_t pw, float *pooled,
+                                    const float *scale, const float *offset, float *y,
+                                    uint64_t *out, float *mean, int nthreads)
+{
+    int64_t HW = OH * OW, nw = (F + 63) >> 6;
+    int64_t wh = ph > 0 ? ph : 1, ww = ph > 0 ? pw : 1;        /* window */
+    int64_t VH = OH / wh, VW = OW / ww, VHW = VH * VW;
+    if (N <= 0 || F <= 0 || VHW <= 0) return 0;
+    int nt = resolve_threads(nthreads);
+    int64_t cseg = VW < XK_QBLOCK ? VW : XK_QBLOCK, ncs = (VW + cseg - 1) / cseg;
+    int64_t rows = XK_QBLOCK / cseg;               /* rows of v per block */
+    while (rows > 1 && N * ((VH + rows - 1) / rows) * ncs < 4 * (int64_t)nt) rows = (rows + 1) / 2;
+    if (rows > VH) rows = VH;
+    int64_t nrb = (VH + rows - 1) / rows, ntask = N * nrb * ncs;
+    int big = N * F * HW > (1 << 15) && ntask > 1, failed = 0;
+    (void)big;
+    _Pragma("omp parallel num_threads(nt) if(big)")
+    {
+        /* z of a block's windows, one row of windows' z after the other */
+        float *zb = (float *)malloc(sizeof(float) * (size_t)(rows * wh * cseg * ww));
+        if (!zb) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(dynamic, 1)")
+        for (int64_t t = 0; t < ntask; t++) {
+            if (!zb) continue;
+            int64_t img = t / (nrb * ncs), r0 = ((t / ncs) % nrb) * rows, c0 = (t % ncs) * cseg;
+            int64_t nr = VH - r0 < rows ? VH - r0 : rows, nc = VW - c0 < cseg ? VW - c0 : cseg;
+            int64_t nq = nr * nc, nzr = nr * wh, nzc = nc * ww;
+            float vb[XK_QBLOCK], sum[XK_QBLOCK];
+            uint64_t acc[XK_QBLOCK];
+            for (int64_t q = 0; q < nq; q++) {
+                sum[q] = 0.0f;
+                acc[q] = 0;
+            }
+            for (int64_t f = 0; f < F; f++) {
+                const int32_t *pp = p + (img * F + f) * HW + r0 * wh * OW + c0 * ww;
+                const float *kp = K ? K + img * HW + r0 * wh * OW + c0 * ww : NULL;
+                float a = (flags & XK_SCALE_WEIGHTS) ? alpha[f] : 1.0f, bf = b[f];
+                for (int64_t u = 0; u < nzr; u++) {    /* z, as xk_conv_epilogue */
+                    const int32_t *src = pp + u * OW;
+                    float *d = zb + u * nzc;
+                    if (flags & XK_SCALE_INPUT)
+                        for (int64_t q = 0; q < nzc; q++) d[q] = (float)src[q] * kp[u * OW + q];
+                    else
+                        for (int64_t q = 0; q < nzc; q++) d[q] = (float)src[q];
+                    if (flags & XK_SCALE_WEIGHTS)
+                        for (int64_t q = 0; q < nzc; q++) d[q] = d[q] * a;
+                    for (int64_t q = 0; q < nzc; q++) d[q] = d[q] + bf;
+                }
+                float *v = zb;
+                if (ph == 2 && pw == 2) {   /* as xk_conv_epilogue, unrolled */
+                    v = vb;
+                    for (int64_t i = 0; i < nr; i++) {
+                        const float *z0 = zb + 2 * i * nzc, *z1 = z0 + nzc;
+                        for (int64_t j = 0; j < nc; j++) {
+                            float m = np_maximum(z0[2 * j], z0[2 * j + 1]);
+                            m = np_maximum(m, z1[2 * j]);
+                            v[i * nc + j] = np_maximum(m, z1[2 * j + 1]);
+                        }
+                    }
+                } else if (ph > 0) {        /* max over each window, taps in row order */
+                    v = vb;
+                    for (int64_t i = 0; i < nr; i++)
+                        for (int64_t j = 0; j < nc; j++) {
+                            const float *w0 = zb + i * wh * nzc + j * ww;
+                            float m = w0[0];
+                            for (int64_t e = 0; e < wh; e++)
+                                for (int64_t g = 0; g < ww; g++)
+                                    if (e || g) m = np_maximum(m, w0[e * nzc + g]);
+                            v[i * nc + j] = m;
+                        }
+                }
+                if (ph > 0 && pooled)
+                    for (int64_t i = 0; i < nr; i++)
+                        __builtin_memcpy(pooled + (img * F + f) * VHW + (r0 + i) * VW + c0,
+                                         v + i * nc, sizeof(float) * (size_t)nc);
+                if (scale) {
+                    float sf = scale[f], of = offset[f];
+                    for (int64_t q = 0; q < nq; q++) {
+                        float w = v[q] * sf;
+                        v[q] = w + of;
+                    }
+                    if (y)
+                        for (int64_t i = 0; i < nr; i++)
+                            __builtin_memcpy(y + (img * F + f) * VHW + (r0 + i) * VW + c0,
+                                             v + i * nc, sizeof(float) * (size_t)nc);
+                }
+                const int sh = (int)(f & 63);
+                for (int64_t q = 0; q < nq; q++) {
+                    acc[q] |= (uint64_t)(v[q] >= 0.0f) << sh;
+                    sum[q] += __builtin_fabsf(v[q]);
+                }
+                if (sh == 63 || f == F - 1) {
+                    for (int64_t i = 0; i < nr; i++)
+                        for (int64_t j = 0; j < nc; j++)
+                            out[(img * VHW + (r0 + i) * VW + c0 + j) * nw + (f >> 6)] =
+                                acc[i * nc + j];
+                    for (int64_t q = 0; q < nq; q++) acc[q] = 0;
+                }
+            }
+            if (mean)
+                for (int64_t i = 0; i < nr; i++)
+                    for (int64_t j = 0; j < nc; j++)
+                        mean[img * VHW + (r0 + i) * VW + c0 + j] = sum[i * nc + j] / (float)F;
+        }
+        free(zb);
+    }
+    return failed ? -1 : 0;
 }
 
 /*

@@ -33,11 +33,18 @@ class FloatContext:
     ``(op, x) -> output``, run the op's generic arithmetic (:meth:`forward`). A
     context with ``generic = False`` must override every one of them: the generic
     arithmetic then raises a ValueError naming the op and the mode.
+
+    ``keep_outputs`` is True where every op's output is used (``FoldedNetwork.trace``);
+    :meth:`FoldedNetwork.predict_scores` sets it to False, and a mode may then leave
+    unstored an output that only the next op reads, if that op can do without it
+    (xnor mode: a batch norm or pooling before an XNOR convolution, which gets its
+    packed input instead). The scores are the same.
     """
 
     mode = 'float'
     dtype = np.float32
     generic = True  # op methods not overridden may run the op's generic forward()
+    keep_outputs = True
 
     def __init__(self, network):
         self.network = network

@@ -166,7 +166,9 @@ class FoldedNetwork:
         -------
         ndarray ``(N, classes)``: float32 in float mode, float64 in fixed mode.
         """
-        return self._run(X, make_context(self, mode, options), batch_size)
+        ctx = make_context(self, mode, options)
+        ctx.keep_outputs = False        # only the scores are returned
+        return self._run(X, ctx, batch_size)
 
     def predict(self, X, mode='float', batch_size=None, **options):
         """Predicted labels: the argmax of :meth:`predict_scores` (int64, shape (N,))."""

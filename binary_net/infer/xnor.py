@@ -43,7 +43,8 @@ from .context import FloatContext
 from .numerics import conv2d
 from .ops import Affine, MaxPool, XnorConv, XnorDense
 
-__all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'dense_chain', 'PACKED_KEY']
+__all__ = ['XnorContext', 'packed_weights', 'attach_packed', 'dense_chain', 'not_computed',
+           'PACKED_KEY']
 
 #: Key of the packed kernel object in an op's cache (see :meth:`Op.cached`).
 PACKED_KEY = ('xnor', 'packed')
@@ -141,6 +142,10 @@ class XnorContext(FloatContext):
         scale = offset = None
         if affine is not None:
             scale, offset = self.param(affine, 'scale'), self.param(affine, 'offset')
+        nxt = None if self.keep_outputs else _conv_after(op, pool, affine, self)
+        if nxt is not None:
+            return self._conv_packing_next(op, x_packed, K, alpha, b, pool, affine, nxt,
+                                           packed.output_shape(x.shape))
         shape = packed.output_shape(x.shape)
         z = np.empty(shape, self.dtype)
         pooled = y = None
@@ -164,6 +169,44 @@ class XnorContext(FloatContext):
             self.prepared[affine.index] = (z if pooled is None else pooled, y)
         return z
 
+    def _conv_packing_next(self, op, x_packed, K, alpha, b, pool, affine, nxt, shape):
+        """xnor_conv when only the next XNOR convolution ``nxt`` reads what follows (not
+        ``keep_outputs``): the epilogue packs nxt's input and its mean |x| in the same C
+        pass (:func:`binary_net.kernels.conv_epilogue_pack`), and the outputs of the
+        convolution, its pooling and batch norm are not computed (:func:`not_computed`
+        arrays)."""
+        conv = packed_weights(op)
+        scale = offset = None
+        if affine is not None:
+            scale, offset = self.param(affine, 'scale'), self.param(affine, 'offset')
+        pool_size = None if pool is None else pool.pool_size
+        z = not_computed(shape)
+        pooled = None if pool is None else not_computed(
+            shape[:2] + (shape[2] // pool_size[0], shape[3] // pool_size[1]))
+        y = None if affine is None else not_computed(z.shape if pooled is None else pooled.shape)
+        step = max(1, CONV_CHUNK_ELEMENTS // max(1, z[:1].size))
+        buffer = np.empty(min(step, len(z)) * z[:1].size, np.int32)   # reused by every chunk
+        parts = []
+        for start in range(0, len(z), step):
+            s = slice(start, start + step)
+            product = conv.conv_packed(x_packed[s], out=buffer)   # int32, exact
+            parts.append(kernels.conv_epilogue_pack(
+                product, None if K is None else K[s], alpha, b, pool_size, scale, offset,
+                nxt.scale_input))
+        next_packed = np.concatenate([p for p, _ in parts]) if len(parts) > 1 else parts[0][0]
+        mean = None
+        if nxt.scale_input:
+            mean = np.concatenate([m for _, m in parts]) if len(parts) > 1 else parts[0][1]
+        last = z
+        if pool is not None:
+            self.prepared[pool.index] = (z, pooled)
+            last = pooled
+        if affine is not None:
+            self.prepared[affine.index] = (last, y)
+            last = y
+        self.prepared[nxt.index] = (last, next_packed, mean)
+        return z
+
     def affine(self, op, x):
         """A batch norm: computed already by the XNOR op before it, or, before a binary-input
         XNOR convolution, computed with that convolution's packed input and mean |x| in one
@@ -175,7 +218,10 @@ class XnorContext(FloatContext):
         if nxt is None or x.ndim != 4 or x.dtype != np.float32 or x.shape[1] != nxt.W_sign.shape[1]:
             return op.forward(x, self)
         y, packed, mean_abs = kernels.batch_norm_pack_channels(
-            x, self.param(op, 'scale'), self.param(op, 'offset'), nxt.scale_input)
+            x, self.param(op, 'scale'), self.param(op, 'offset'), nxt.scale_input,
+            keep_y=self.keep_outputs)
+        if y is None:
+            y = not_computed(x.shape)
         self.prepared[nxt.index] = (y, packed, mean_abs)
         return y
 
@@ -282,6 +328,29 @@ def _in_network(op, ctx):
     ops = getattr(getattr(ctx, 'network', None), 'ops', None)
     return (isinstance(ops, list) and op.index is not None
             and op.index < len(ops) and ops[op.index] is op)
+
+
+def not_computed(shape):
+    """The stand-in for an output that xnor mode did not compute (the next op gets what
+    it needs from :attr:`XnorContext.prepared`): a read-only float32 array of NaN of
+    ``shape`` that takes no memory."""
+    return np.broadcast_to(np.float32(np.nan), shape)
+
+
+def _conv_after(op, pool, affine, ctx):
+    """The binary-input XNOR convolution that reads the last of ``op``, its pooling
+    ``pool`` and batch norm ``affine`` (None where absent), or None."""
+    def find():
+        ops = ctx.network.ops
+        i = op.index + 1 + (pool is not None) + (affine is not None)
+        nxt = ops[i] if i < len(ops) else None
+        if (isinstance(nxt, XnorConv) and nxt.binary_input
+                and nxt.W_sign.shape[1] == op.W_sign.shape[0]):
+            return nxt
+        return None
+    if not _in_network(op, ctx):
+        return None
+    return op.cached(('xnor', 'conv after'), find)
 
 
 def _next_conv(op, ctx):

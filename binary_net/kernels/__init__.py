@@ -36,7 +36,9 @@ The products return exact int32 results. Beside them, whole-layer functions
 apply XNOR-Net's scaling (K, alpha), the bias and a following batch norm or max
 pooling in float32 exactly as numpy does (same operations, same order; compiled
 with ``-ffp-contract=off``): :meth:`PackedDense.dense_layer`, :class:`DenseChain`
-(several dense layers in one call), :func:`pack_signs_mean_abs`, :func:`pack_channels_mean_abs`, :func:`conv_epilogue`.
+(several dense layers in one call), :func:`pack_signs_mean_abs`,
+:func:`pack_channels_mean_abs`, :func:`conv_epilogue` and :func:`conv_epilogue_pack` (the
+epilogue and the next convolution's packed input, in one pass).
 :func:`use_isa` selects a code path from Python (the tests run all of them on one
 machine); :func:`xnor_matmul_reference` is the plain reference kernel the fast
 ones are tested against, and :func:`pack_bits` / :func:`unpack_bits` the numpy
@@ -59,14 +61,16 @@ from .conv_grad import amx_available, sign_conv_grad_inputs, sign_conv_grad_weig
 from .dense import DenseChain, PackedDense
 from .isa import ISAS, use_isa
 from .library import get_num_threads, kernel_info, set_num_threads
-from .ops import (batch_norm_pack_channels, conv_epilogue, pack_channels_mean_abs, pack_signs,
-                  pack_signs_mean_abs, xnor_matmul, xnor_matmul_reference)
+from .ops import (batch_norm_pack_channels, conv_epilogue, conv_epilogue_pack,
+                  pack_channels_mean_abs, pack_signs, pack_signs_mean_abs, xnor_matmul,
+                  xnor_matmul_reference)
 from .reference import (conv_grad_inputs_reference, conv_grad_weights_reference, pack_bits,
                         unpack_bits)
 
 __all__ = ['KernelBuildError', 'pack_signs', 'pack_signs_mean_abs', 'pack_channels_mean_abs',
            'batch_norm_pack_channels', 'pack_bits', 'unpack_bits',
-           'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'PackedDense', 'DenseChain',
+           'xnor_matmul', 'xnor_matmul_reference', 'conv_epilogue', 'conv_epilogue_pack',
+           'PackedDense', 'DenseChain',
            'PackedConv2D', 'set_num_threads', 'get_num_threads', 'kernel_info', 'use_isa',
            'ISAS', 'amx_available', 'sign_conv_grad_weights', 'sign_conv_grad_inputs',
            'conv_grad_weights_reference', 'conv_grad_inputs_reference']

@@ -162,6 +162,8 @@ SIGNATURES = {
     'xk_pack_channels_mean_abs_f32': ([_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT], None),
     'xk_conv_epilogue': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _I64, _I64,
                           _P, _P, _P, _P, _INT], None),
+    'xk_conv_epilogue_pack': ([_P, _I64, _I64, _I64, _I64, _INT, _P, _P, _P, _I64, _I64,
+                               _P, _P, _P, _P, _P, _P, _INT], _INT),
     'xk_ceiling': ([_I64, _P], _I64),
     # csrc/amx_conv_grad.c
     'xk_amx_available': ([], _INT),

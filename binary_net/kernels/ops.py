@@ -152,20 +152,20 @@ def pack_channels_mean_abs(x, mean_abs=True):
     return _pack_channels(x, None, None, mean_abs)[1:]
 
 
-def batch_norm_pack_channels(x, scale, offset, mean_abs=True):
+def batch_norm_pack_channels(x, scale, offset, mean_abs=True, keep_y=True):
     """A batch norm ``y = x * scale[c] + offset[c]`` (float32, numpy's two roundings)
     and :func:`pack_channels_mean_abs` of ``y``, in one pass.
 
     Returns
     -------
-    y : float32 (N, C, H, W)
+    y : float32 (N, C, H, W), or None with ``keep_y=False`` (not stored)
     packed : uint64 (N, H, W, ceil(C / 64))
     mean : float32 (N, 1, H, W), or None
     """
-    return _pack_channels(x, scale, offset, mean_abs)
+    return _pack_channels(x, scale, offset, mean_abs, keep_y)
 
 
-def _pack_channels(x, scale, offset, mean_abs):
+def _pack_channels(x, scale, offset, mean_abs, keep_y=True):
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise ValueError('x must be 4-D (N, C, H, W), got shape %s' % (x.shape,))
@@ -175,19 +175,19 @@ def _pack_channels(x, scale, offset, mean_abs):
     y = None
     if scale is not None:
         scale, offset = f32_vector(scale, C, 'scale'), f32_vector(offset, C, 'offset')
-        y = np.empty(x.shape, np.float32)
+        if keep_y or not x.size:
+            y = np.empty(x.shape, np.float32)
     if x.size:
-        addr = lambda a: None if a is None else a.ctypes.data
         get_library().function('xk_pack_channels_mean_abs_f32')(
-            x.ctypes.data, N, C, H * Wd, addr(scale), addr(offset), addr(y), packed.ctypes.data,
-            addr(mean), nthreads())
+            x.ctypes.data, N, C, H * Wd, _addr(scale), _addr(offset), _addr(y),
+            packed.ctypes.data, _addr(mean), nthreads())
     else:
         if y is not None:
             y[...] = x * scale.reshape(1, -1, 1, 1) + offset.reshape(1, -1, 1, 1)
         if mean is not None:
             mean[...] = np.mean(np.abs(x if y is None else y), axis=1, keepdims=True,
                                 dtype=np.float32)
-    return y, packed, mean
+    return (y if keep_y else None), packed, mean
 
 
 def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, offset=None,
@@ -216,6 +216,71 @@ def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, of
     -------
     z, pooled, y : float32 arrays, or None where not asked for
     """
+    p, (flags, K, alpha, b), (ph, pw), scale, offset = _epilogue_args(
+        product, K, alpha, b, pool, scale, offset)
+    N, F, OH, OW = p.shape
+    out = out or (None, None, None)
+    z = _target(out[0], p.shape, 'z')
+    pooled = None if pool is None else _target(out[1], (N, F, OH // ph, OW // pw), 'pooled')
+    y = None
+    if scale is not None:
+        y = _target(out[2], z.shape if pooled is None else pooled.shape, 'y')
+    if z.size:
+        get_library().function('xk_conv_epilogue')(
+            p.ctypes.data, N, F, OH, OW, flags, _addr(K), _addr(alpha), b.ctypes.data,
+            z.ctypes.data, ph, pw, _addr(pooled),
+            _addr(scale), _addr(offset), _addr(y), nthreads())
+    return z, pooled, y
+
+
+def conv_epilogue_pack(product, K=None, alpha=None, b=None, pool=None, scale=None, offset=None,
+                       mean_abs=True, out=None):
+    """:func:`conv_epilogue` and :func:`pack_channels_mean_abs` of its last result, in
+    one C pass that never stores z: the input of the next XNOR convolution.
+
+    The last result v is y (if scale is given), else the pooled z (if pool is
+    given), else z; the packed signs and mean |v| are bit-identical to
+    ``pack_channels_mean_abs(v, mean_abs)``.
+
+    Parameters
+    ----------
+    product, K, alpha, b, pool, scale, offset
+        As for :func:`conv_epilogue`.
+    mean_abs : bool
+        Whether to compute mean |v| over the channels.
+    out : tuple (pooled, y) of C-contiguous float32 arrays or None entries, or None
+        Where to store the pooled z and y as well; None entries are not stored.
+
+    Returns
+    -------
+    packed : uint64 (N, VH, VW, ceil(F / 64)), v being (N, F, VH, VW)
+    mean : float32 (N, 1, VH, VW), or None
+    """
+    p, (flags, K, alpha, b), (ph, pw), scale, offset = _epilogue_args(
+        product, K, alpha, b, pool, scale, offset)
+    N, F, OH, OW = p.shape
+    VH, VW = (OH // ph, OW // pw) if pool is not None else (OH, OW)
+    pooled, y = out or (None, None)
+    if pooled is not None:
+        pooled = _target(pooled, (N, F, VH, VW), 'pooled') if pool is not None else None
+    if y is not None:
+        y = _target(y, (N, F, VH, VW), 'y') if scale is not None else None
+    packed = np.empty((N, VH, VW, words_for(F)), dtype=np.uint64)
+    mean = np.empty((N, 1, VH, VW), dtype=np.float32) if mean_abs else None
+    if not packed.size:
+        if mean is not None:
+            mean[...] = np.nan      # no channels: numpy's mean of nothing
+    elif get_library().function('xk_conv_epilogue_pack')(
+            p.ctypes.data, N, F, OH, OW, flags, _addr(K), _addr(alpha), b.ctypes.data, ph, pw,
+            _addr(pooled), _addr(scale), _addr(offset), _addr(y), packed.ctypes.data,
+            _addr(mean), nthreads()):
+        raise MemoryError('xnor kernels: out of memory')
+    return packed, mean
+
+
+def _epilogue_args(product, K, alpha, b, pool, scale, offset):
+    """The checked operands of the epilogues: (product, (flags, K, alpha, b), (ph, pw),
+    scale, offset), as C-contiguous arrays of the C functions' types."""
     p = np.ascontiguousarray(product, dtype=np.int32)
     if p.ndim != 4:
         raise ValueError('product must be 4-D (N, F, OH, OW), got shape %s' % (p.shape,))
@@ -233,26 +298,19 @@ def conv_epilogue(product, K=None, alpha=None, b=None, pool=None, scale=None, of
     ph, pw = (0, 0) if pool is None else pair(pool, 'pool')
     if pool is not None and min(ph, pw) < 1:
         raise ValueError('pool must be >= 1, got %r' % ((ph, pw),))
-    out = out or (None, None, None)
-
-    def target(given, shape, name):
-        if given is None:
-            return np.empty(shape, np.float32)
-        if (given.shape != shape or given.dtype != np.float32
-                or not given.flags.c_contiguous):
-            raise ValueError('out %s must be C-contiguous float32 %s' % (name, shape))
-        return given
-
-    z = target(out[0], p.shape, 'z')
-    pooled = None if pool is None else target(out[1], (N, F, OH // ph, OW // pw), 'pooled')
-    y = None
     if scale is not None:
         scale, offset = f32_vector(scale, F, 'scale'), f32_vector(offset, F, 'offset')
-        y = target(out[2], z.shape if pooled is None else pooled.shape, 'y')
-    addr = lambda a: None if a is None else a.ctypes.data
-    if z.size:
-        get_library().function('xk_conv_epilogue')(
-            p.ctypes.data, N, F, OH, OW, flags, addr(K), addr(alpha), b.ctypes.data,
-            z.ctypes.data, ph, pw, addr(pooled), addr(scale), addr(offset), addr(y),
-            nthreads())
-    return z, pooled, y
+    return p, (flags, K, alpha, b), (ph, pw), scale, offset
+
+
+def _target(given, shape, name):
+    """``given`` if it is a C-contiguous float32 array of ``shape``, a new one if None."""
+    if given is None:
+        return np.empty(shape, np.float32)
+    if given.shape != shape or given.dtype != np.float32 or not given.flags.c_contiguous:
+        raise ValueError('out %s must be C-contiguous float32 %s' % (name, shape))
+    return given
+
+
+def _addr(a):
+    return None if a is None else a.ctypes.data
