@@ -640,6 +640,19 @@ def test_batch_norm_pack_channels_can_leave_y_unstored(isa):
     assert np.array_equal(mean2.view(np.int32), mean.view(np.int32))
 
 
+def test_panels_and_tables_start_on_a_cache_line(isa):
+    # The products load panels in 32- and 64-byte vectors: none may straddle two lines.
+    lib = K.library.get_library()
+    rng = np.random.default_rng(2)
+    for rows in (1, 40, 1000):
+        words = K.pack_signs(signed_data(rng, (rows, 300)))
+        panels = lib.panels(words, 1)
+        assert panels.ctypes.data % 64 == 0 and panels.dtype == np.uint64
+        np.testing.assert_array_equal(panels, lib.panels(words.copy(), 2))
+        tables = lib.conv_tables(words, 1)
+        assert tables.size == 0 or tables.ctypes.data % 64 == 0
+
+
 # ------------------------------------------------------------------ threads
 
 def test_thread_counts_give_identical_results(isa, threads):

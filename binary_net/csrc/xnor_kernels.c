@@ -135,9 +135,9 @@ XK_EXPORT int xk_dense_##SUFFIX(const T *x, int64_t M, int64_t K, const uint64_t
     (void)nt; (void)big;                                                                 \
     _Pragma("omp parallel num_threads(nt) if(big)")                                      \
     {                                                                                    \
-        uint64_t *buf = (uint64_t *)malloc((size_t)(rb * (W > 0 ? W : 1)) * 8);          \
+        uint64_t *buf = (uint64_t *)xk_alloc((size_t)(rb * (W > 0 ? W : 1)) * 8);        \
         size_t scratch = XK_TAB_SCRATCH(W);                                              \
-        uint8_t *tab = scratch ? (uint8_t *)malloc(scratch) : NULL;                      \
+        uint8_t *tab = scratch ? (uint8_t *)xk_alloc(scratch) : NULL;                    \
         if (scratch && !tab) {                                                           \
             free(buf);                                                                   \
             buf = NULL;                                                                  \
@@ -298,10 +298,10 @@ static int conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t Wd, i
     if (pass < 1) pass = 1;
     if (pass > npan) pass = npan;
     int64_t tabrow = XK_TAB_BYTES(K), nfg = (F + XK_PR - 1) / XK_PR;
-    uint8_t *own = tables ? NULL : (uint8_t *)malloc((size_t)(F * tabrow > 0 ? F * tabrow : 1));
+    uint8_t *own = tables ? NULL : (uint8_t *)xk_alloc((size_t)(F * tabrow));
     const uint8_t *tab = tables ? tables : own;
-    uint8_t *planes = (uint8_t *)malloc((size_t)(N * ipb > 0 ? N * ipb : 1));
-    uint8_t *panels = (uint8_t *)malloc((size_t)(pass * pbytes));
+    uint8_t *planes = (uint8_t *)xk_alloc((size_t)(N * ipb));
+    uint8_t *panels = (uint8_t *)xk_alloc((size_t)(pass * pbytes));
     if (!tab || !planes || !panels) {
         free(own);
         free(planes);
@@ -442,7 +442,7 @@ XK_EXPORT int xk_conv2d_tables(const uint64_t *xp, int64_t N, int64_t H, int64_t
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
         size_t pwords = (size_t)(K > 0 ? K : 1) * XK_NR;
-        uint64_t *panels = (uint64_t *)malloc(XK_CONV_GROUP * pwords * sizeof(uint64_t));
+        uint64_t *panels = (uint64_t *)xk_alloc(XK_CONV_GROUP * pwords * sizeof(uint64_t));
         if (!panels) {
             _Pragma("omp atomic write")
             failed = 1;
@@ -605,7 +605,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
     {
         int32_t *prod = (int32_t *)malloc((size_t)mc * ldp * sizeof(int32_t));
         size_t scratch = XK_TAB_SCRATCH(W);
-        uint8_t *tab = scratch ? (uint8_t *)malloc(scratch) : NULL;
+        uint8_t *tab = scratch ? (uint8_t *)xk_alloc(scratch) : NULL;
         if (scratch && !tab) {
             free(prod);
             prod = NULL;

@@ -90,6 +90,15 @@ typedef struct {
     } while (0)
 #endif
 
+/* n bytes (at least 1) starting on a 64-byte line, so that the products' vector loads
+ * of panels and tables never straddle two lines (malloc gives 16 bytes); free() it.
+ * NULL when out of memory. */
+XK_INLINE void *xk_alloc(size_t n)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, n > 0 ? n : 1) == 0 ? p : NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Introspection and threads                                                 */
 /* ------------------------------------------------------------------------ */
@@ -726,7 +735,7 @@ XK_EXPORT int xk_gemm(const uint64_t *A, int64_t M, int64_t W, int64_t lda, cons
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
         size_t scratch = XK_TAB_SCRATCH(W);
-        uint8_t *tab = scratch ? (uint8_t *)malloc(scratch) : NULL;
+        uint8_t *tab = scratch ? (uint8_t *)xk_alloc(scratch) : NULL;
         if (scratch && !tab) {
             _Pragma("omp atomic write")
             failed = 1;
