@@ -511,6 +511,16 @@ def test_dense_chain_is_the_layer_by_layer_path_and_numpy(isa, threads, chain, M
             else:
                 assert yk is None
             inp, inp_packed, inp_K = y_ref, yp, yk_ref
+        # keep_z=False: z not stored where a batch norm follows, everything else the same.
+        xp2, Kx2, unstored = K.DenseChain(layers).run(x, keep_z=False)
+        np.testing.assert_array_equal(xp2, xp)
+        for layer, kept, got in zip(layers, outputs, unstored):
+            assert (got[0] is None) == (layer['scale'] is not None)
+            for a, b in zip(kept, got):
+                if a is not None and b is not None:
+                    assert np.array_equal(a.view(np.int32), b.view(np.int32))
+                else:
+                    assert b is None
 
 
 def test_dense_chain_reuses_its_outputs_only_when_nobody_holds_them():

@@ -579,11 +579,13 @@ XK_EXPORT void xk_pack_mean_abs_f32(const float *x, int64_t M, int64_t n, uint64
  *   yp = packed signs of y, Ky = mean |y| per row (the next XNOR layer's
  *                                          input; only where not NULL)
  *
- * z and y are M x N float32, yp M x ceil(N/64) words. Every float operation is
+ * z and y are M x N float32 (z may be NULL where scale is not: then it is not
+ * stored), yp M x ceil(N/64) words. Every float operation is
  * the one numpy performs in float mode, in the same order. Tasks are blocks of
  * rows times blocks of 64 columns (a block gives one word of yp per row), so
  * that a batch of one row is split over the threads too; Ky needs whole rows
- * and is computed after them. Returns 0, or -1 when out of memory.
+ * and is computed after them. Returns 0, -1 when out of memory, -2 when z and scale
+ * are both NULL.
  */
 XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint64_t *P,
                             int64_t N, int64_t n, int flags, const float *K,
@@ -592,6 +594,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
                             uint64_t *yp, float *Ky, int nthreads)
 {
     if (M <= 0 || N <= 0) return 0;
+    if (!z && !scale) return -2;
     int64_t ncb = (N + XK_CB - 1) / XK_CB, nwy = ncb, mc, cbr;
     int nt = resolve_threads(nthreads);
     choose_tasks(M, N, W, nt, &mc, &cbr);
@@ -606,7 +609,8 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
         int32_t *prod = (int32_t *)malloc((size_t)mc * ldp * sizeof(int32_t));
         size_t scratch = XK_TAB_SCRATCH(W);
         uint8_t *tab = scratch ? (uint8_t *)xk_alloc(scratch) : NULL;
-        if (scratch && !tab) {
+        float *zrow = z ? NULL : (float *)malloc((size_t)ldp * sizeof(float));  /* z unstored */
+        if ((scratch && !tab) || (!z && !zrow)) {
             free(prod);
             prod = NULL;
         }
@@ -625,7 +629,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
                 for (int64_t k = 0; k < rows * ldp; k++) prod[k] = (int32_t)n;
             for (int64_t i = 0; i < rows; i++) {
                 const int32_t *pi = prod + i * ldp;
-                float *zi = z + (i0 + i) * N + j0;
+                float *zi = z ? z + (i0 + i) * N + j0 : zrow;
                 float ki = (flags & XK_SCALE_INPUT) ? K[i0 + i] : 1.0f;
                 if (flags & XK_BIAS_BEFORE) {
                     for (int64_t j = 0; j < cols; j++) zi[j] = (float)pi[j] + b[j0 + j];
@@ -652,6 +656,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
         }
         free(prod);
         free(tab);
+        free(zrow);
         if (scale && Ky) {
             _Pragma("omp for schedule(static)")
             for (int64_t i = 0; i < M; i++) Ky[i] = mean_abs_row(y + i * N, N);
@@ -670,7 +675,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
  *   xk_pack_mean_abs_f32; at byte offsets xp0 and K0 of out, K0 < 0: not computed),
  *   then layer l = 0 .. nlayers-1 as xk_xnor_dense, its input layer l-1's packed y
  *   and Ky (layer 0: the packing of x), its results at the byte offsets of L[l] in
- *   out (y, yp, Ky < 0: not computed).
+ *   out (y, yp, Ky < 0: not computed; z < 0: not stored, for a layer with a batch norm).
  *
  * Each layer's arithmetic is xk_xnor_dense's, so the results are those of calling it
  * layer by layer (tests/test_kernels.py holds the chain to that and to numpy).
@@ -681,7 +686,7 @@ typedef struct {
     const uint64_t *P;          /* the weights' panels (xk_pack_panels) */
     int64_t N, n, flags;        /* units, input bits, XK_SCALE_INPUT | ... */
     const float *alpha, *b, *scale, *offset;   /* alpha, scale, offset may be NULL */
-    int64_t z, y, yp, Ky;       /* byte offsets into out; y, yp, Ky: -1 for none */
+    int64_t z, y, yp, Ky;       /* byte offsets into out; -1 for none (z: only with scale) */
 } xk_chain_layer;
 
 XK_EXPORT int xk_xnor_dense_chain(const float *x, int64_t M, int64_t n0, int64_t xp0,
@@ -698,7 +703,7 @@ XK_EXPORT int xk_xnor_dense_chain(const float *x, int64_t M, int64_t n0, int64_t
         if (!xp || ((c->flags & XK_SCALE_INPUT) && !K)) return -2;
         int status = xk_xnor_dense(
             xp, M, (c->n + 63) >> 6, c->P, c->N, c->n, (int)c->flags, K, c->alpha, c->b,
-            (float *)(out + c->z), c->scale, c->offset,
+            c->z >= 0 ? (float *)(out + c->z) : NULL, c->scale, c->offset,
             c->y >= 0 ? (float *)(out + c->y) : NULL,
             c->yp >= 0 ? (uint64_t *)(out + c->yp) : NULL,
             c->Ky >= 0 ? (float *)(out + c->Ky) : NULL, nthreads);

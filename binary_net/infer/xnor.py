@@ -80,12 +80,15 @@ class XnorContext(FloatContext):
         ops, chain = dense_chain(op, self)
         if len(ops) > 1 and len(x) * chain.bytes_per_row > CHAIN_MAX_BYTES:
             return self._dense_layer(op, x, *kernels.pack_signs_mean_abs(flat, op.scale_input))
-        _, K, outputs = chain.run(flat)
+        _, K, outputs = chain.run(flat, keep_z=self.keep_outputs)
         # ops: [dense, affine, dense, affine, ..., dense(, affine)]; outputs: per dense
-        # (z, y, y_packed, y_K). Each later op finds its output, for the very input it
-        # gets (its own output stays its own: FoldedNetwork.trace).
+        # (z, y, y_packed, y_K), z None where only its batch norm's y was stored (not
+        # keep_outputs). Each later op finds its output, for the very input it gets
+        # (its own output stays its own: FoldedNetwork.trace).
         if op.scale_input:
             self.intermediate(op, 'K', K)
+        outputs = [(not_computed(y.shape) if z is None else z, y, yp, yk)
+                   for z, y, yp, yk in outputs]
         inp = x
         for i, (z, y, _, _) in enumerate(outputs):
             dense, affine = ops[2 * i], ops[2 * i + 1] if 2 * i + 1 < len(ops) else None

@@ -297,14 +297,14 @@ class DenseChain:
         self.bytes_per_row = 8 * words_for(self.n_in) + 4 + sum(
             8 * layer['packed'].n_out + 8 * words_for(layer['packed'].n_out) + 4
             for layer in layers)
-        self._plans = {}   # (isa, rows) -> (ctypes layer array, byte size, views' layout)
+        self._plans = {}   # (isa, rows, keep_z) -> (ctypes layers, byte size, views' layout)
         self._spare = {}    # plan key -> the last output buffer (see _outputs)
 
     def __len__(self):
         return len(self.layers)
 
-    def _plan(self, lib, rows):
-        key = (lib.isa, rows)
+    def _plan(self, lib, rows, keep_z=True):
+        key = (lib.isa, rows, keep_z)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -330,7 +330,7 @@ class DenseChain:
             nxt = self.layers[l + 1] if l + 1 < len(self.layers) else None
             offsets = []
             for want, nbytes, dtype, cols in (
-                    (True, 4 * rows * n_out, np.float32, n_out),
+                    (keep_z or layer.get('scale') is None, 4 * rows * n_out, np.float32, n_out),
                     (layer.get('scale') is not None, 4 * rows * n_out, np.float32, n_out),
                     (nxt is not None, 8 * rows * w_out, np.uint64, w_out),
                     (nxt is not None and nxt['scale_input'], 4 * rows, np.float32, 1)):
@@ -365,13 +365,16 @@ class DenseChain:
         self._spare[key] = spare
         return spare
 
-    def run(self, x):
+    def run(self, x, keep_z=True):
         """The whole chain on a batch.
 
         Parameters
         ----------
         x : float32 array (rows, n_in)
             Real activations (converted to C-contiguous float32 if needed).
+        keep_z : bool
+            False: the outputs ``z`` of the layers followed by a batch norm are not
+            stored (None), only what that batch norm makes of them.
 
         Returns
         -------
@@ -393,8 +396,8 @@ class DenseChain:
             raise ValueError('x must be (rows, %d), got shape %s' % (self.n_in, x.shape))
         rows = x.shape[0]
         lib = get_library()
-        key = (lib.isa, rows)
-        fn, structs, size, xp0, K0, specs, slots = self._plan(lib, rows)
+        key = (lib.isa, rows, bool(keep_z))
+        fn, structs, size, xp0, K0, specs, slots = self._plan(lib, rows, bool(keep_z))
         _, address, views, _ = self._outputs(key, rows, size, specs)
         if rows:
             status = fn(x.ctypes.data, rows, self.n_in, xp0, K0, len(self.layers), structs,
