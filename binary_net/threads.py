@@ -32,7 +32,6 @@ does, without the dependency); where numpy uses another BLAS, or the library can
 be found, it changes nothing and says so. :func:`binary_net.infer.numerics.
 matmul_rows` runs matrix-vector products too small to share out on one thread.
 """
-import contextlib
 import ctypes
 import glob
 import os
@@ -128,25 +127,36 @@ def blas_num_threads():
     return None if api is None else api[1]()
 
 
-@contextlib.contextmanager
-def blas_threads(n):
-    """Run the body with numpy's OpenBLAS on ``n`` threads, then restore its count.
+class blas_threads:
+    """``with blas_threads(n):`` runs the body with numpy's OpenBLAS on ``n`` threads,
+    then restores its count.
 
     Calls from several Python threads take turns (a lock), so that none of them
-    restores a count another has set. Yields True if the count could be set, False
-    if not (another BLAS, or OpenBLAS not found): the body then runs unchanged.
+    restores a count another has set. ``as`` gives True if the count could be set,
+    False if not (another BLAS, or OpenBLAS not found): the body then runs unchanged.
+    A class, not a generator: entering and leaving cost about 1 us, which a
+    matrix-vector product of a small layer at batch 1 takes itself.
     """
-    api = _control()
-    if api is None:
-        yield False
-        return
-    set_, get = api
-    with _lock:
-        old = get()
-        if old != n:
-            set_(n)
-        try:
-            yield True
-        finally:
-            if old != n:
-                set_(old)
+
+    __slots__ = ('n', 'old')
+
+    def __init__(self, n):
+        self.n, self.old = int(n), None
+
+    def __enter__(self):
+        api = _control()
+        if api is None:
+            return False
+        _lock.acquire()
+        self.old = api[1]()
+        if self.old != self.n:
+            api[0](self.n)
+        return True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            if self.old != self.n:
+                _api[0][0](self.old)
+            self.old = None
+            _lock.release()
+        return False
