@@ -602,8 +602,9 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
     int64_t nmb = (M + mc - 1) / mc, ncr = (ncb + cbr - 1) / cbr, ntask = nmb * ncr;
     int64_t ldp = cbr * XK_CB;       /* columns of a task's results */
     int big = (double)M * (double)N * (double)(W + 1) > 1e5 && ntask > 1;
+    int64_t chunk = task_chunk(ntask, nt);
     int failed = 0;
-    (void)big;
+    (void)big; (void)chunk;
     _Pragma("omp parallel num_threads(nt) if(big)")
     {
         int32_t *prod = (int32_t *)malloc((size_t)mc * ldp * sizeof(int32_t));
@@ -618,7 +619,7 @@ XK_EXPORT int xk_xnor_dense(const uint64_t *xp, int64_t M, int64_t W, const uint
             _Pragma("omp atomic write")
             failed = 1;
         }
-        _Pragma("omp for schedule(dynamic, 1)")
+        _Pragma("omp for schedule(dynamic, chunk)")
         for (int64_t t = 0; t < ntask; t++) {
             if (!prod) continue;
             int64_t i0 = (t / ncr) * mc, j0 = (t % ncr) * ldp;

@@ -30,7 +30,13 @@ layer, :meth:`binary_net.kernels.PackedDense.dense_layer`); an XNOR
 convolution packs its input's channels with their mean |x| in one C pass (with the
 batch norm before it, when there is one) and runs
 the scaling, the max pooling and batch norm that follow it in one C pass per chunk
-(:func:`binary_net.kernels.conv_epilogue`). The ops computed ahead find their output
+(:func:`binary_net.kernels.conv_epilogue`). When only the scores are wanted
+(``keep_outputs`` False, as in ``FoldedNetwork.predict_scores``), that pass also packs
+the input of a following XNOR convolution and its mean |x|
+(:func:`binary_net.kernels.conv_epilogue_pack`), and the outputs that only the next op
+reads are not stored (a chain's z before a batch norm, a convolution's z, pooling and
+batch norm before another XNOR convolution): those ops get a :func:`not_computed`
+stand-in. The ops computed ahead find their output
 in :attr:`XnorContext.prepared` and use it only if they are given the very array it
 was computed from, so every op's output (``FoldedNetwork.trace``) is still its own.
 The C code performs float mode's float32 operations in numpy's order, so nothing
@@ -146,13 +152,13 @@ class XnorContext(FloatContext):
         alpha = self.param(op, 'alpha') if op.scale_weights else None
         b = self.param(op, 'b')
         pool, affine = _conv_fusion(op, self)
-        scale = offset = None
-        if affine is not None:
-            scale, offset = self.param(affine, 'scale'), self.param(affine, 'offset')
         nxt = None if self.keep_outputs else _conv_after(op, pool, affine, self)
         if nxt is not None:
             return self._conv_packing_next(op, x_packed, K, alpha, b, pool, affine, nxt,
                                            packed.output_shape(x.shape))
+        scale = offset = None
+        if affine is not None:
+            scale, offset = self.param(affine, 'scale'), self.param(affine, 'offset')
         shape = packed.output_shape(x.shape)
         z = np.empty(shape, self.dtype)
         pooled = y = None
