@@ -10,12 +10,17 @@ fast (``bench/bench_networks.py``, MNIST 3 x 4096: see the README's benchmarks).
 
 Sleeping at once is no better on a virtual machine: waking a thread on an idle
 virtual CPU takes tens of microseconds, which a small GEMM or a batch of a small
-network pays at every parallel region. So each pool spins for about 0.1 ms (libgomp
-10,000 spins, OpenBLAS 2**18 ticks), long enough for back-to-back regions, then
-sleeps. Measured on the 2-core AMD EPYC (Zen 4) of the README, two threads, batch
-100, median of three alternated runs, xnor images/s: MNIST 3 x 4096 12,541 against
-10,791 sleeping at once and 5,400-6,800 with OpenBLAS's default; the shipped
-MNIST model 72,914 against 61,599 (numpy's float pass 13,313 against 11,181).
+network pays at every parallel region. So each pool spins briefly, long enough for
+back-to-back regions, then sleeps: libgomp 30,000 spins (each as long as the CPU's
+PAUSE), OpenBLAS 2**18 ticks (about 0.1 ms). Measured on the 2-core AMD EPYC
+(Zen 4) of the README, two threads, batch 100, median of three alternated runs, xnor
+images/s, with 10,000 spins: MNIST 3 x 4096 12,541 against 10,791 sleeping at once
+and 5,400-6,800 with OpenBLAS's default; the shipped MNIST model 72,914 against
+61,599 (numpy's float pass 13,313 against 11,181). On the 2-core Xeon of the README
+(2026-12-03), 30,000 spins against 10,000, two rounds each: the shipped model's calls
+(0.5 ms) no longer find the worker asleep, 171,000 against 153,000 images/s on the
+AVX2 path and 224,000 against 195,000 on the AVX-512 path; MNIST 3 x 4096, CIFAR-10
+and training (``bench/train_speed.py``) within noise.
 
 Each library reads its setting once, when it is loaded: libgomp with the first kernel
 or compiled op, OpenBLAS with ``import numpy``. :func:`prefer_sleeping_threads` runs
@@ -41,8 +46,8 @@ __all__ = ['SLEEPING_DEFAULTS', 'prefer_sleeping_threads', 'blas_threads', 'blas
 
 #: variable -> (value, the variables any of which means the user has chosen).
 SLEEPING_DEFAULTS = {
-    # libgomp: idle threads spin 10,000 times (its default: 300,000), then wait on a futex.
-    'GOMP_SPINCOUNT': ('10000', ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')),
+    # libgomp: idle threads spin 30,000 times (its default: 300,000), then wait on a futex.
+    'GOMP_SPINCOUNT': ('30000', ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')),
     # OpenBLAS: idle threads spin for 2**18 clock ticks (its default: 2**28), then sleep.
     'OPENBLAS_THREAD_TIMEOUT': ('18', ('OPENBLAS_THREAD_TIMEOUT', 'GOTO_THREAD_TIMEOUT')),
 }

@@ -19,7 +19,7 @@ def test_defaults_are_set_in_the_given_environment_only():
     env = {'PATH': '/bin'}
     before = dict(os.environ)
     assert prefer_sleeping_threads(env) is env
-    assert env == {'PATH': '/bin', 'GOMP_SPINCOUNT': '10000', 'OPENBLAS_THREAD_TIMEOUT': '18'}
+    assert env == {'PATH': '/bin', 'GOMP_SPINCOUNT': '30000', 'OPENBLAS_THREAD_TIMEOUT': '18'}
     assert dict(os.environ) == before
 
 
