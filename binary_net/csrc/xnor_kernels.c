@@ -783,17 +783,6 @@ XK_INLINE float np_maximum(float a, float b)
     return out;
 }
 
-/* z of one product entry pp[q] of filter f, as float mode: (float(p) * K) * alpha + b,
- * K and alpha where flagged (kp: K of the image's plane). */
-XK_INLINE float epilogue_z(const int32_t *pp, const float *kp, int64_t q, int flags, float a,
-                           float bf)
-{
-    float z = (float)pp[q];
-    if (flags & XK_SCALE_INPUT) z = z * kp[q];
-    if (flags & XK_SCALE_WEIGHTS) z = z * a;
-    return z + bf;
-}
-
 /*
  * After the int32 product p (N, F, OH, OW) of an XNOR convolution, as float mode:
  *   z = (float(p) * K[n, oh, ow]) * alpha[f] + b[f]    (K, alpha where flagged)

@@ -165,10 +165,9 @@ def matmul_rows(x, w_t):
     -------
     ndarray ``(N, F)`` of the result type of ``x`` and ``w_t``.
     """
-    if w_t.shape[0] * w_t.shape[1] < ONE_THREAD_PRODUCT:
-        with blas_threads(1):
-            return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
-    return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
+    small = w_t.shape[0] * w_t.shape[1] < ONE_THREAD_PRODUCT
+    with blas_threads(1) if small else contextlib.nullcontext():
+        return np.matmul(w_t, x.reshape(len(x), -1, 1))[:, :, 0]
 
 
 ROUNDINGS = ('half_even', 'half_away')
